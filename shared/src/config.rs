@@ -1,0 +1,278 @@
+//! The one `Config`, read once at start-up from the environment (Lambdas) or built by the harness.
+//!
+//! Every environment variable Bellhop reads is read here and nowhere else; the README's configuration table lists
+//! them. Secrets are held as `SecretString` so they never reach a log line through `Debug`.
+
+use std::collections::HashMap;
+
+use secrecy::SecretString;
+
+use crate::auth::JwtSettings;
+use crate::rooms::{RoleRooms, RoomPolicy};
+
+/// The secrets the harness uses when none are configured. They are public, so the harness says so loudly.
+pub const DEV_JWT_SECRET: &str = "bellhop-dev-secret-do-not-use-in-production";
+pub const DEV_INTERNAL_API_KEY: &str = "bellhop-dev-internal-key";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is required")]
+    Missing(&'static str),
+    #[error("{name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// Size and rate limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Longest chat message content, in characters.
+    pub max_content_chars: usize,
+    /// Largest page a history or notification query may ask for.
+    pub max_page: u32,
+    /// Largest internal emit request body, in bytes. Frames sent to clients are additionally capped at 128 KB.
+    pub max_emit_bytes: usize,
+    /// Concurrent `PostToConnection` calls per fan-out.
+    pub fanout_concurrency: usize,
+    /// Largest `call:signal` payload, in bytes.
+    pub max_signal_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_content_chars: 4000,
+            max_page: 100,
+            max_emit_bytes: 128 * 1024,
+            fanout_concurrency: 64,
+            max_signal_bytes: 32 * 1024,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub jwt: JwtSettings,
+    pub internal_api_key: SecretString,
+    /// DynamoDB table of the cloud store.
+    pub table_name: String,
+    /// Overrides the DynamoDB endpoint (DynamoDB Local).
+    pub dynamodb_endpoint: Option<String>,
+    /// Management API endpoint, `https://{api}.execute-api.{region}.amazonaws.com/{stage}`. When unset, the pusher
+    /// derives it from the event's `domainName` and `stage`.
+    pub management_endpoint: Option<String>,
+    pub room_policy: RoomPolicy,
+    pub role_rooms: RoleRooms,
+    pub limits: Limits,
+    /// Allows `broadcast: true` emits to every connection. Off by default: it costs one post per connection.
+    pub broadcast_enabled: bool,
+    /// Origins allowed by the HTTP API's CORS layer and on WebSocket upgrades; empty allows any.
+    pub cors_origins: Vec<String>,
+    /// Lifetime of connection and membership records: API Gateway's 2 h cap plus a margin.
+    pub connection_ttl_seconds: u64,
+    /// How long an emit's idempotency key is remembered.
+    pub idempotency_ttl_seconds: u64,
+    /// How long a call rings before it is missed.
+    pub call_ring_seconds: u64,
+    /// SQS queue whose delayed messages time out unanswered calls in the cloud.
+    pub missed_call_queue_url: Option<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("table_name", &self.table_name)
+            .field("dynamodb_endpoint", &self.dynamodb_endpoint)
+            .field("management_endpoint", &self.management_endpoint)
+            .field("broadcast_enabled", &self.broadcast_enabled)
+            .field("cors_origins", &self.cors_origins)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Reads the configuration of a Lambda function. Secrets are required.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Self::from_lookup(|name| vars.get(name).cloned(), false)
+    }
+
+    /// Reads the harness configuration: the same variables, but secrets fall back to public development values.
+    pub fn from_env_with_dev_defaults() -> Result<Self, ConfigError> {
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Self::from_lookup(|name| vars.get(name).cloned(), true)
+    }
+
+    /// Builds a configuration from any variable source; `dev_defaults` fills in the public development secrets.
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+        dev_defaults: bool,
+    ) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let secret = |name: &'static str, dev: &str| -> Result<SecretString, ConfigError> {
+            match get(name) {
+                Some(value) => Ok(SecretString::from(value)),
+                None if dev_defaults => Ok(SecretString::from(dev.to_owned())),
+                None => Err(ConfigError::Missing(name)),
+            }
+        };
+        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(name) {
+                Some(raw) => raw.parse().map_err(|_| ConfigError::Invalid {
+                    name,
+                    reason: format!("`{raw}` is not a whole number"),
+                }),
+                None => Ok(default),
+            }
+        };
+        let flag = |name: &'static str| -> Result<bool, ConfigError> {
+            match get(name).as_deref() {
+                None | Some("false" | "0" | "no") => Ok(false),
+                Some("true" | "1" | "yes") => Ok(true),
+                Some(other) => Err(ConfigError::Invalid {
+                    name,
+                    reason: format!("`{other}` is not true or false"),
+                }),
+            }
+        };
+
+        let jwt_secret = secret("JWT_SECRET", DEV_JWT_SECRET)?;
+        let jwt = JwtSettings {
+            secret: jwt_secret,
+            issuer: get("JWT_ISSUER"),
+            audience: get("JWT_AUDIENCE"),
+            leeway_seconds: number("JWT_LEEWAY_SECONDS", 30)?,
+        };
+        let room_policy = match get("ROOM_POLICY") {
+            Some(spec) => {
+                RoomPolicy::with_overrides(&spec).map_err(|reason| ConfigError::Invalid {
+                    name: "ROOM_POLICY",
+                    reason,
+                })?
+            }
+            None => RoomPolicy::default(),
+        };
+        let role_rooms = match get("ROLE_ROOMS") {
+            Some(spec) => RoleRooms::parse(&spec).map_err(|reason| ConfigError::Invalid {
+                name: "ROLE_ROOMS",
+                reason,
+            })?,
+            None => RoleRooms::default(),
+        };
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_content_chars: number("MAX_MESSAGE_CHARS", defaults.max_content_chars as u64)?
+                as usize,
+            max_page: number("MAX_PAGE_SIZE", u64::from(defaults.max_page))?.clamp(1, 1000) as u32,
+            max_emit_bytes: number("MAX_EMIT_BYTES", defaults.max_emit_bytes as u64)? as usize,
+            fanout_concurrency: number("FANOUT_CONCURRENCY", defaults.fanout_concurrency as u64)?
+                .clamp(1, 1024) as usize,
+            max_signal_bytes: defaults.max_signal_bytes,
+        };
+        Ok(Self {
+            jwt,
+            internal_api_key: secret("INTERNAL_API_KEY", DEV_INTERNAL_API_KEY)?,
+            table_name: get("TABLE_NAME").unwrap_or_else(|| "bellhop".to_owned()),
+            dynamodb_endpoint: get("DYNAMODB_ENDPOINT"),
+            management_endpoint: get("WS_ENDPOINT"),
+            room_policy,
+            role_rooms,
+            limits,
+            broadcast_enabled: flag("BROADCAST_ENABLED")?,
+            cors_origins: get("CORS_ORIGINS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|o| o.trim().to_owned())
+                        .filter(|o| !o.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            connection_ttl_seconds: number("CONNECTION_TTL_SECONDS", 2 * 3600 + 15 * 60)?,
+            idempotency_ttl_seconds: number("IDEMPOTENCY_TTL_SECONDS", 600)?,
+            call_ring_seconds: number("CALL_RING_SECONDS", 30)?,
+            missed_call_queue_url: get("MISSED_CALL_QUEUE_URL"),
+        })
+    }
+
+    /// A configuration for tests: development secrets and defaults everywhere.
+    pub fn for_tests() -> Self {
+        // The empty lookup with dev defaults cannot fail: every value has a valid default.
+        Self::from_lookup(|_| None, true).unwrap_or_else(|e| panic!("default config is valid: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn lambdas_require_their_secrets() {
+        let error = Config::from_lookup(lookup(&[]), false).expect_err("missing secret");
+        assert!(matches!(error, ConfigError::Missing("JWT_SECRET")));
+        let error =
+            Config::from_lookup(lookup(&[("JWT_SECRET", "s")]), false).expect_err("missing key");
+        assert!(matches!(error, ConfigError::Missing("INTERNAL_API_KEY")));
+    }
+
+    #[test]
+    fn the_harness_falls_back_to_public_dev_secrets() {
+        let config = Config::from_lookup(lookup(&[]), true).expect("defaults");
+        assert_eq!(config.jwt.secret.expose_secret(), DEV_JWT_SECRET);
+        assert_eq!(
+            config.internal_api_key.expose_secret(),
+            DEV_INTERNAL_API_KEY
+        );
+        assert_eq!(config.call_ring_seconds, 30);
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable() {
+        let error = Config::from_lookup(lookup(&[("FANOUT_CONCURRENCY", "many")]), true)
+            .expect_err("invalid");
+        assert!(
+            error
+                .to_string()
+                .starts_with("FANOUT_CONCURRENCY is invalid"),
+            "{error}"
+        );
+        let error = Config::from_lookup(lookup(&[("ROLE_ROOMS", "admin=bad room")]), true)
+            .expect_err("invalid");
+        assert!(
+            error.to_string().starts_with("ROLE_ROOMS is invalid"),
+            "{error}"
+        );
+        let error = Config::from_lookup(lookup(&[("BROADCAST_ENABLED", "maybe")]), true)
+            .expect_err("invalid");
+        assert!(
+            error
+                .to_string()
+                .starts_with("BROADCAST_ENABLED is invalid"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn debug_output_never_contains_secrets() {
+        let config = Config::from_lookup(
+            lookup(&[("JWT_SECRET", "hunter2"), ("INTERNAL_API_KEY", "k3y")]),
+            false,
+        )
+        .expect("valid");
+        let text = format!("{config:?}");
+        assert!(!text.contains("hunter2") && !text.contains("k3y"), "{text}");
+    }
+}

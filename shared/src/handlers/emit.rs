@@ -1,0 +1,1 @@
+//! Internal emit: placeholder until the emit handler lands.

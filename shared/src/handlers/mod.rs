@@ -1,0 +1,92 @@
+//! Lambda event ↔ domain mapping: the one implementation of every route, run unchanged by the Lambda functions and
+//! by the local harness.
+//!
+//! - [`authorizer`]: the `$connect` REQUEST authorizer (JWT → IAM policy + identity context).
+//! - [`connect`], [`disconnect`]: connection lifecycle, auto-joined rooms, presence.
+//! - [`message`]: the `$default` route; parses the frame and dispatches on `action`.
+//! - [`emit`]: internal services pushing events to rooms, users and connections.
+//!
+//! Errors are mapped to client-visible frames or statuses here, at the edge, and nowhere deeper.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use crate::auth::TokenVerifier;
+use crate::config::Config;
+use crate::ids::ConnectionId;
+use crate::protocol::ServerFrame;
+use crate::push::{FanOutReport, Pusher, fan_out};
+use crate::store::{Store, StoreError};
+
+pub mod authorizer;
+pub mod calls;
+pub mod connect;
+pub mod disconnect;
+pub mod emit;
+pub mod message;
+pub mod presence;
+
+/// Everything a handler needs, built once per process.
+#[derive(Clone)]
+pub struct Deps {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub pusher: Arc<dyn Pusher>,
+    pub verifier: TokenVerifier,
+    pub call_timer: Arc<dyn calls::CallTimer>,
+    pub started_at: DateTime<Utc>,
+}
+
+impl Deps {
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        pusher: Arc<dyn Pusher>,
+        call_timer: Arc<dyn calls::CallTimer>,
+    ) -> Self {
+        let verifier = TokenVerifier::new(&config.jwt);
+        Self {
+            config: Arc::new(config),
+            store,
+            pusher,
+            verifier,
+            call_timer,
+            started_at: Utc::now(),
+        }
+    }
+
+    /// Sends one frame to many connections and prunes those that are gone. Returns the fan-out report.
+    pub async fn deliver(&self, targets: Vec<ConnectionId>, frame: &ServerFrame) -> FanOutReport {
+        let payload = Bytes::from(frame.to_json());
+        self.deliver_bytes(targets, payload).await
+    }
+
+    /// As [`Deps::deliver`], for a payload already serialised once for all recipients.
+    pub async fn deliver_bytes(&self, targets: Vec<ConnectionId>, payload: Bytes) -> FanOutReport {
+        if targets.is_empty() {
+            return FanOutReport::default();
+        }
+        let report = fan_out(
+            &self.pusher,
+            targets,
+            payload,
+            self.config.limits.fanout_concurrency,
+        )
+        .await;
+        for gone in &report.gone {
+            disconnect::prune(self, gone).await;
+        }
+        report
+    }
+}
+
+/// A failure no client input explains. Client mistakes never become this; they become error frames or statuses.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("store operation failed")]
+    Store(#[from] StoreError),
+    #[error("event is missing {0}")]
+    MalformedEvent(&'static str),
+}

@@ -1,0 +1,1 @@
+//! The HTTP API as an axum Router: placeholder until it lands.

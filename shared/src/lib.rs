@@ -1,0 +1,16 @@
+//! Bellhop's hub logic, shared by every Lambda function and by the local harness.
+//!
+//! Pure domain modules ([`protocol`], [`auth`], [`rooms`], [`ids`]) do no I/O. Ports ([`store`], [`push`]) are
+//! traits with real adapters beside them. [`handlers`] maps Lambda events to domain calls and back; [`http`] is the
+//! HTTP API as an axum `Router`. [`config`] reads the environment once.
+
+pub mod auth;
+pub mod config;
+pub mod handlers;
+pub mod http;
+pub mod ids;
+pub mod protocol;
+pub mod push;
+pub mod rooms;
+pub mod store;
+pub mod telemetry;

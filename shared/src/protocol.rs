@@ -1,0 +1,518 @@
+//! The v1 client wire format, and the only place it is defined.
+//!
+//! Clients send JSON text frames `{"action", "id"?, "data"?}`. The server answers a frame that carries an `id` with
+//! exactly one `ack` (sent as the API Gateway route response), and pushes `event` frames. This module parses inbound
+//! frames into typed values with precise errors and serialises outbound frames; it does no I/O and knows nothing of
+//! rooms or storage.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Longest client-chosen request id echoed back in an ack.
+pub const MAX_REQUEST_ID_LEN: usize = 64;
+
+/// Every action a client may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Hello,
+    Ping,
+    RoomJoin,
+    RoomLeave,
+    MessageSend,
+    MessageHistory,
+    MessageRead,
+    TypingStart,
+    TypingStop,
+    PresenceSet,
+    PresenceGet,
+    PresenceSubscribe,
+    PresenceUnsubscribe,
+    NotificationList,
+    NotificationRead,
+    NotificationUnreadCount,
+    CallInitiate,
+    CallAccept,
+    CallReject,
+    CallEnd,
+    CallSignal,
+}
+
+impl Action {
+    pub const ALL: [Action; 21] = [
+        Action::Hello,
+        Action::Ping,
+        Action::RoomJoin,
+        Action::RoomLeave,
+        Action::MessageSend,
+        Action::MessageHistory,
+        Action::MessageRead,
+        Action::TypingStart,
+        Action::TypingStop,
+        Action::PresenceSet,
+        Action::PresenceGet,
+        Action::PresenceSubscribe,
+        Action::PresenceUnsubscribe,
+        Action::NotificationList,
+        Action::NotificationRead,
+        Action::NotificationUnreadCount,
+        Action::CallInitiate,
+        Action::CallAccept,
+        Action::CallReject,
+        Action::CallEnd,
+        Action::CallSignal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Hello => "hello",
+            Action::Ping => "ping",
+            Action::RoomJoin => "room:join",
+            Action::RoomLeave => "room:leave",
+            Action::MessageSend => "message:send",
+            Action::MessageHistory => "message:history",
+            Action::MessageRead => "message:read",
+            Action::TypingStart => "typing:start",
+            Action::TypingStop => "typing:stop",
+            Action::PresenceSet => "presence:set",
+            Action::PresenceGet => "presence:get",
+            Action::PresenceSubscribe => "presence:subscribe",
+            Action::PresenceUnsubscribe => "presence:unsubscribe",
+            Action::NotificationList => "notification:list",
+            Action::NotificationRead => "notification:read",
+            Action::NotificationUnreadCount => "notification:unreadCount",
+            Action::CallInitiate => "call:initiate",
+            Action::CallAccept => "call:accept",
+            Action::CallReject => "call:reject",
+            Action::CallEnd => "call:end",
+            Action::CallSignal => "call:signal",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Event names Bellhop itself emits. Internal services may emit any other name.
+pub mod events {
+    pub const CONNECTED: &str = "connected";
+    pub const ERROR: &str = "error";
+    pub const MESSAGE_NEW: &str = "message:new";
+    pub const MESSAGE_READ: &str = "message:read";
+    pub const ROOM_USER_JOINED: &str = "room:userJoined";
+    pub const ROOM_USER_LEFT: &str = "room:userLeft";
+    pub const TYPING_START: &str = "typing:start";
+    pub const TYPING_STOP: &str = "typing:stop";
+    pub const PRESENCE_CHANGED: &str = "presence:changed";
+    pub const NOTIFICATION_NEW: &str = "notification:new";
+    pub const CALL_INCOMING: &str = "call:incoming";
+    pub const CALL_ACCEPTED: &str = "call:accepted";
+    pub const CALL_REJECTED: &str = "call:rejected";
+    pub const CALL_ENDED: &str = "call:ended";
+    pub const CALL_MISSED: &str = "call:missed";
+    pub const CALL_SIGNAL: &str = "call:signal";
+}
+
+/// Stable, documented error codes. Clients switch on these; messages are for humans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// The frame is not valid JSON.
+    InvalidJson,
+    /// The frame is JSON but not a `{"action": ...}` object, or `id` is malformed.
+    InvalidFrame,
+    /// `action` names no known action.
+    UnknownAction,
+    /// `data` is missing a field, has a field of the wrong type, or a value out of range.
+    InvalidData,
+    /// A room name does not follow the room grammar.
+    InvalidRoom,
+    /// The caller is authenticated but not allowed to do this.
+    Forbidden,
+    /// The caller is not authenticated.
+    Unauthorized,
+    /// The referenced booking room, call, notification or connection does not exist.
+    NotFound,
+    /// The action conflicts with current state (a call already answered, an idempotency key in flight).
+    Conflict,
+    /// The payload is larger than the limit.
+    PayloadTooLarge,
+    /// The caller sends faster than allowed.
+    RateLimited,
+    /// Something failed on our side; nothing was half-written.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidJson => "INVALID_JSON",
+            ErrorCode::InvalidFrame => "INVALID_FRAME",
+            ErrorCode::UnknownAction => "UNKNOWN_ACTION",
+            ErrorCode::InvalidData => "INVALID_DATA",
+            ErrorCode::InvalidRoom => "INVALID_ROOM",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::Conflict => "CONFLICT",
+            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+}
+
+/// `{"code": ..., "message": ...}`: the body of a failed ack, of an `error` event and of HTTP error envelopes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Why an inbound frame could not be turned into an action.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("frame is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("frame must be a JSON object with a string \"action\"")]
+    NotAnObject,
+    #[error("frame is missing \"action\"")]
+    MissingAction,
+    #[error("\"action\" must be a string")]
+    ActionNotString,
+    #[error("unknown action \"{0}\"")]
+    UnknownAction(String),
+    #[error("\"id\" must be a string or number of at most {MAX_REQUEST_ID_LEN} characters")]
+    InvalidId,
+    #[error("invalid data: {0}")]
+    InvalidData(String),
+}
+
+impl ProtocolError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ProtocolError::InvalidJson(_) => ErrorCode::InvalidJson,
+            ProtocolError::NotAnObject
+            | ProtocolError::MissingAction
+            | ProtocolError::ActionNotString => ErrorCode::InvalidFrame,
+            ProtocolError::InvalidId => ErrorCode::InvalidFrame,
+            ProtocolError::UnknownAction(_) => ErrorCode::UnknownAction,
+            ProtocolError::InvalidData(_) => ErrorCode::InvalidData,
+        }
+    }
+
+    pub fn to_error_body(&self) -> ErrorBody {
+        ErrorBody::new(self.code(), self.to_string())
+    }
+}
+
+/// A parsed client frame. `data` is still untyped: each action parses it with [`parse_data`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientFrame {
+    pub action: Action,
+    pub id: Option<String>,
+    pub data: Value,
+}
+
+/// What is known of a frame that failed to parse: enough to address the error to the right request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectedFrame {
+    /// The request id, when the frame carried a usable one, so the error can be sent as that request's ack.
+    pub id: Option<String>,
+    pub error: ProtocolError,
+}
+
+/// Parses one inbound text frame.
+pub fn parse_client_frame(body: &str) -> Result<ClientFrame, RejectedFrame> {
+    let value: Value = serde_json::from_str(body).map_err(|e| RejectedFrame {
+        id: None,
+        error: ProtocolError::InvalidJson(json_error_summary(&e)),
+    })?;
+    let Value::Object(mut object) = value else {
+        return Err(RejectedFrame {
+            id: None,
+            error: ProtocolError::NotAnObject,
+        });
+    };
+    // The id is read first so that every later error can still be answered as an ack to that request.
+    let id = match object.remove("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_REQUEST_ID_LEN => Some(s),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(_) => {
+            return Err(RejectedFrame {
+                id: None,
+                error: ProtocolError::InvalidId,
+            });
+        }
+    };
+    let reject = |error| RejectedFrame {
+        id: id.clone(),
+        error,
+    };
+    let action = match object.remove("action") {
+        None | Some(Value::Null) => return Err(reject(ProtocolError::MissingAction)),
+        Some(Value::String(name)) => {
+            Action::from_name(&name).ok_or_else(|| reject(ProtocolError::UnknownAction(name)))?
+        }
+        Some(_) => return Err(reject(ProtocolError::ActionNotString)),
+    };
+    let data = object.remove("data").unwrap_or(Value::Null);
+    Ok(ClientFrame { action, id, data })
+}
+
+/// Parses an action's `data` into its typed form, turning serde's complaint into a precise client error.
+/// A missing `data` is treated as `{}` so that actions whose fields are all optional need no payload.
+pub fn parse_data<T: DeserializeOwned>(data: Value) -> Result<T, ProtocolError> {
+    let data = if data.is_null() {
+        Value::Object(Default::default())
+    } else {
+        data
+    };
+    serde_json::from_value(data).map_err(|e| ProtocolError::InvalidData(json_error_summary(&e)))
+}
+
+/// serde_json appends "at line 1 column 7" to its messages; for one-line frames that is noise, not help.
+fn json_error_summary(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.find(" at line ") {
+        Some(cut) => text[..cut].to_owned(),
+        None => text,
+    }
+}
+
+/// A frame sent to a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ServerFrame {
+    Ack {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        ok: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        data: Option<Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<ErrorBody>,
+    },
+    Event {
+        event: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+        data: Value,
+    },
+}
+
+impl ServerFrame {
+    pub fn ack_ok(id: Option<String>, data: Value) -> Self {
+        ServerFrame::Ack {
+            id,
+            ok: true,
+            data: Some(data),
+            error: None,
+        }
+    }
+
+    pub fn ack_err(id: Option<String>, error: ErrorBody) -> Self {
+        ServerFrame::Ack {
+            id,
+            ok: false,
+            data: None,
+            error: Some(error),
+        }
+    }
+
+    pub fn event(event: impl Into<String>, data: Value) -> Self {
+        ServerFrame::Event {
+            event: event.into(),
+            room: None,
+            seq: None,
+            data,
+        }
+    }
+
+    pub fn room_event(
+        event: impl Into<String>,
+        room: impl Into<String>,
+        seq: Option<u64>,
+        data: Value,
+    ) -> Self {
+        ServerFrame::Event {
+            event: event.into(),
+            room: Some(room.into()),
+            seq,
+            data,
+        }
+    }
+
+    /// An `error` event, for failures that have no request id to acknowledge.
+    pub fn error_event(error: ErrorBody) -> Self {
+        ServerFrame::event(
+            events::ERROR,
+            serde_json::to_value(error).unwrap_or(Value::Null),
+        )
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serialising these types cannot fail: every field is a string, number, bool or an already-built Value.
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn check_rejected(body: &str, code: ErrorCode, id: Option<&str>) {
+        let rejected = parse_client_frame(body).expect_err(body);
+        assert_eq!(rejected.error.code(), code, "{body}: {}", rejected.error);
+        assert_eq!(rejected.id.as_deref(), id, "{body}");
+    }
+
+    #[test]
+    fn every_action_name_round_trips() {
+        for action in Action::ALL {
+            let frame = parse_client_frame(&json!({"action": action.as_str()}).to_string())
+                .expect("parses");
+            assert_eq!(frame.action, action);
+            assert_eq!(frame.data, Value::Null);
+        }
+    }
+
+    #[test]
+    fn a_full_frame_parses_with_id_and_data() {
+        let frame = parse_client_frame(
+            r#"{"action":"message:send","id":"c-17","data":{"room":"booking:42"}}"#,
+        )
+        .expect("parses");
+        assert_eq!(frame.action, Action::MessageSend);
+        assert_eq!(frame.id.as_deref(), Some("c-17"));
+        assert_eq!(frame.data, json!({"room": "booking:42"}));
+    }
+
+    #[test]
+    fn numeric_ids_are_accepted_as_strings() {
+        let frame = parse_client_frame(r#"{"action":"ping","id":7}"#).expect("parses");
+        assert_eq!(frame.id.as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn malformed_frames_get_precise_codes_and_keep_the_request_id() {
+        check_rejected("not json", ErrorCode::InvalidJson, None);
+        check_rejected("{\"action\":", ErrorCode::InvalidJson, None);
+        check_rejected("[1,2]", ErrorCode::InvalidFrame, None);
+        check_rejected("\"ping\"", ErrorCode::InvalidFrame, None);
+        check_rejected(r#"{"id":"a"}"#, ErrorCode::InvalidFrame, Some("a"));
+        check_rejected(
+            r#"{"action":5,"id":"b"}"#,
+            ErrorCode::InvalidFrame,
+            Some("b"),
+        );
+        check_rejected(
+            r#"{"action":"dance","id":"c"}"#,
+            ErrorCode::UnknownAction,
+            Some("c"),
+        );
+        check_rejected(
+            r#"{"action":"ping","id":{"x":1}}"#,
+            ErrorCode::InvalidFrame,
+            None,
+        );
+        check_rejected(
+            &json!({"action": "ping", "id": "x".repeat(65)}).to_string(),
+            ErrorCode::InvalidFrame,
+            None,
+        );
+    }
+
+    #[test]
+    fn data_errors_name_the_field() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Join {
+            room: String,
+        }
+        let missing = parse_data::<Join>(json!({})).expect_err("missing");
+        assert_eq!(
+            missing,
+            ProtocolError::InvalidData("missing field `room`".into())
+        );
+        let wrong = parse_data::<Join>(json!({"room": 5})).expect_err("wrong type");
+        assert_eq!(wrong.code(), ErrorCode::InvalidData);
+        assert!(wrong.to_string().contains("expected a string"), "{wrong}");
+        let null = parse_data::<Join>(Value::Null).expect_err("null data");
+        assert_eq!(null.code(), ErrorCode::InvalidData);
+    }
+
+    #[test]
+    fn server_frames_serialise_to_the_documented_shapes() {
+        let cases = [
+            (
+                ServerFrame::ack_ok(Some("c-1".into()), json!({"x": 1})),
+                json!({"type":"ack","id":"c-1","ok":true,"data":{"x":1}}),
+            ),
+            (
+                ServerFrame::ack_err(
+                    Some("c-2".into()),
+                    ErrorBody::new(ErrorCode::Forbidden, "no"),
+                ),
+                json!({"type":"ack","id":"c-2","ok":false,"error":{"code":"FORBIDDEN","message":"no"}}),
+            ),
+            (
+                ServerFrame::room_event("message:new", "booking:42", Some(118), json!({})),
+                json!({"type":"event","event":"message:new","room":"booking:42","seq":118,"data":{}}),
+            ),
+            (
+                ServerFrame::error_event(ErrorBody::new(ErrorCode::InvalidJson, "bad")),
+                json!({"type":"event","event":"error","data":{"code":"INVALID_JSON","message":"bad"}}),
+            ),
+        ];
+        for (frame, expected) in cases {
+            let text = frame.to_json();
+            assert_eq!(
+                serde_json::from_str::<Value>(&text).expect("json"),
+                expected
+            );
+            assert_eq!(
+                serde_json::from_str::<ServerFrame>(&text).expect("reparse"),
+                frame
+            );
+        }
+    }
+
+    #[test]
+    fn error_codes_serialise_as_their_documented_names() {
+        for code in [
+            ErrorCode::InvalidJson,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::NotFound,
+            ErrorCode::Internal,
+        ] {
+            assert_eq!(
+                serde_json::to_value(code).expect("json"),
+                json!(code.as_str())
+            );
+        }
+    }
+}

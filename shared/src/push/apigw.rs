@@ -1,0 +1,1 @@
+//! Management API pusher on the AWS SDK: placeholder until it lands.

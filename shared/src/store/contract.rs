@@ -1,0 +1,1 @@
+//! Store contract suite: placeholder until it lands.

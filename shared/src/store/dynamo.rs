@@ -1,0 +1,1 @@
+//! DynamoDB adapter: placeholder until it lands.

@@ -1,0 +1,447 @@
+//! The store port: everything Bellhop persists, as one narrow async trait with two real adapters.
+//!
+//! - [`sqlite::SqliteStore`]: the embedded default of the harness (a file under the data dir, or in-memory for tests).
+//! - [`dynamo::DynamoStore`]: the cloud adapter, one DynamoDB table.
+//!
+//! Both pass the same backend-agnostic [`contract`] suite. Records here are the logical model; each adapter owns its
+//! physical layout. Operations that touch several items and must stay consistent (allocating a room sequence number,
+//! marking notifications read together with the unread counter, call transitions) are atomic in every adapter.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ids::{ConnectionId, UserId};
+use crate::rooms::RoomName;
+
+#[cfg(any(test, feature = "test-util"))]
+pub mod contract;
+pub mod dynamo;
+pub mod sqlite;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A conditional write lost: the item is not in the state the caller expected.
+    #[error("condition failed")]
+    ConditionFailed,
+    /// The item the operation needs does not exist.
+    #[error("item not found")]
+    NotFound,
+    /// The backend failed or is unreachable. The operation had no effect, or is safe to retry.
+    #[error("store backend failed")]
+    Backend(#[source] BoxError),
+}
+
+impl StoreError {
+    pub fn backend(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Backend(Box::new(error))
+    }
+}
+
+/// One open WebSocket connection and who owns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionRecord {
+    pub connection_id: ConnectionId,
+    pub user_id: UserId,
+    pub role: Option<String>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub connected_at: DateTime<Utc>,
+    /// After this instant the record is stale even if `$disconnect` never arrived (API Gateway's 2 h cap + margin).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What was removed when a connection was deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedConnection {
+    pub record: ConnectionRecord,
+    /// Every room the connection was a member of, now left.
+    pub rooms: Vec<RoomName>,
+    /// True when this was the user's last connection: the user is now offline.
+    pub last_of_user: bool,
+}
+
+/// A connection in a room.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Member {
+    pub connection_id: ConnectionId,
+    pub user_id: UserId,
+}
+
+/// A durable room event to append: a chat message or a persisted emit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRoomEvent {
+    pub room: RoomName,
+    /// Unique id (UUID v7, so ids sort by time).
+    pub id: String,
+    pub event: String,
+    /// The event body. The store adds nothing to it; `seq` is returned beside it.
+    pub data: Value,
+    pub sender: Option<UserId>,
+    /// With `sender`, makes the append idempotent: a second append with the same (room, sender, client_msg_id)
+    /// returns the first event and `duplicate: true`, and allocates no sequence number.
+    pub client_msg_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A stored room event with its per-room sequence number (1, 2, 3… without gaps).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomEvent {
+    pub room: RoomName,
+    pub seq: u64,
+    pub id: String,
+    pub event: String,
+    pub data: Value,
+    pub sender: Option<UserId>,
+    pub client_msg_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Appended {
+    pub event: RoomEvent,
+    pub duplicate: bool,
+}
+
+/// A page of history. Results are always in ascending `seq` order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryQuery {
+    /// The newest `limit` events.
+    Latest { limit: u32 },
+    /// The newest `limit` events with `seq < before` (paging backwards).
+    Before { before: u64, limit: u32 },
+    /// The oldest `limit` events with `seq > after` (recovering what was missed).
+    After { after: u64, limit: u32 },
+}
+
+/// Counters behind `/health`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub active_connections: u64,
+    pub active_rooms: u64,
+    pub total_connections: u64,
+    pub total_messages: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceStatus {
+    Online,
+    Away,
+    Busy,
+    InCall,
+    Offline,
+}
+
+impl PresenceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PresenceStatus::Online => "online",
+            PresenceStatus::Away => "away",
+            PresenceStatus::Busy => "busy",
+            PresenceStatus::InCall => "in_call",
+            PresenceStatus::Offline => "offline",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            Self::Online,
+            Self::Away,
+            Self::Busy,
+            Self::InCall,
+            Self::Offline,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw)
+    }
+}
+
+/// The status a user chose, stored independently of whether they are connected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceRecord {
+    pub user_id: UserId,
+    pub status: PresenceStatus,
+    pub custom_status: Option<String>,
+    /// When the user was last connected (set when the last connection closes) or last changed status.
+    pub last_seen: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    /// UUID v7: notifications sort by id as they sort by time.
+    pub id: String,
+    pub user_id: UserId,
+    pub title: String,
+    pub message: String,
+    pub kind: Option<String>,
+    pub data: Value,
+    pub read: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationQuery {
+    pub unread_only: bool,
+    /// Return notifications with an id lower than this (the previous page's last id).
+    pub before_id: Option<String>,
+    pub limit: u32,
+}
+
+/// Which notifications to mark read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotificationSelector {
+    All,
+    Ids(Vec<String>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallState {
+    Initiating,
+    Ringing,
+    Accepted,
+    InProgress,
+    Ended,
+    Rejected,
+    Missed,
+    Failed,
+}
+
+impl CallState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallState::Initiating => "initiating",
+            CallState::Ringing => "ringing",
+            CallState::Accepted => "accepted",
+            CallState::InProgress => "in_progress",
+            CallState::Ended => "ended",
+            CallState::Rejected => "rejected",
+            CallState::Missed => "missed",
+            CallState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            Self::Initiating,
+            Self::Ringing,
+            Self::Accepted,
+            Self::InProgress,
+            Self::Ended,
+            Self::Rejected,
+            Self::Missed,
+            Self::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw)
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            CallState::Ended | CallState::Rejected | CallState::Missed | CallState::Failed
+        )
+    }
+}
+
+impl fmt::Display for CallState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallType {
+    Audio,
+    Video,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRecord {
+    pub call_id: String,
+    pub caller: UserId,
+    pub recipient: UserId,
+    pub call_type: CallType,
+    pub visit_id: Option<String>,
+    pub state: CallState,
+    pub created_at: DateTime<Utc>,
+    /// Set when the call is accepted.
+    pub answered_at: Option<DateTime<Utc>>,
+    /// Set when the call reaches a final state.
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// A conditional change of a call's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallTransition {
+    /// The transition applies only if the call is currently in one of these states.
+    pub from: Vec<CallState>,
+    pub to: CallState,
+    pub at: DateTime<Utc>,
+}
+
+/// The result of claiming an idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IdempotencyClaim {
+    /// The key was free and now belongs to this caller, who must [`Store::complete_idempotency`] it.
+    Claimed,
+    /// Another caller holds the key and has not finished yet.
+    InFlight,
+    /// The key was used before; this is the answer that was given then.
+    Completed(Value),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // ---- connections ------------------------------------------------------------------------------------------
+
+    /// Records a new connection and makes it a member of `rooms`, counting it in the stats. Re-putting the same
+    /// connection id replaces it.
+    async fn put_connection(
+        &self,
+        connection: &ConnectionRecord,
+        rooms: &[RoomName],
+    ) -> StoreResult<()>;
+
+    async fn get_connection(&self, id: &ConnectionId) -> StoreResult<Option<ConnectionRecord>>;
+
+    /// Removes the connection and every membership it holds. `Ok(None)` when the connection is unknown, so calling
+    /// it twice (a `$disconnect` after a prune) is harmless.
+    async fn delete_connection(&self, id: &ConnectionId) -> StoreResult<Option<RemovedConnection>>;
+
+    /// Every open connection of a user.
+    async fn user_connections(&self, user: &UserId) -> StoreResult<Vec<ConnectionRecord>>;
+
+    /// Every open connection: only for an explicit, configured broadcast.
+    async fn all_connections(&self) -> StoreResult<Vec<ConnectionId>>;
+
+    // ---- membership -------------------------------------------------------------------------------------------
+
+    /// Adds the connection to the room. Returns false when it was already a member.
+    async fn join_room(&self, connection: &ConnectionRecord, room: &RoomName) -> StoreResult<bool>;
+
+    /// Removes the connection from the room. Returns false when it was not a member.
+    async fn leave_room(&self, connection: &ConnectionId, room: &RoomName) -> StoreResult<bool>;
+
+    /// Every connection in the room (all pages), for fan-out.
+    async fn room_members(&self, room: &RoomName) -> StoreResult<Vec<Member>>;
+
+    /// The rooms a connection is in.
+    async fn connection_rooms(&self, connection: &ConnectionId) -> StoreResult<Vec<RoomName>>;
+
+    // ---- grants and participation -----------------------------------------------------------------------------
+
+    /// Allows users to join a granted room (`booking:{id}`…). Granting twice is harmless. A grant also makes the
+    /// room one of the user's conversations.
+    async fn grant(&self, room: &RoomName, users: &[UserId]) -> StoreResult<()>;
+
+    /// Withdraws grants. Existing memberships are left to the caller to remove.
+    async fn revoke(&self, room: &RoomName, users: &[UserId]) -> StoreResult<()>;
+
+    async fn is_granted(&self, room: &RoomName, user: &UserId) -> StoreResult<bool>;
+
+    async fn room_grants(&self, room: &RoomName) -> StoreResult<Vec<UserId>>;
+
+    /// Records that a user takes part in a room (joined it or sent to it), so it appears in their conversations.
+    async fn record_participation(&self, user: &UserId, room: &RoomName) -> StoreResult<()>;
+
+    /// Rooms the user takes part in: recorded participation and grants.
+    async fn user_rooms(&self, user: &UserId) -> StoreResult<Vec<RoomName>>;
+
+    // ---- room history -----------------------------------------------------------------------------------------
+
+    /// Appends a durable event with the room's next sequence number, atomically; see [`NewRoomEvent::client_msg_id`]
+    /// for idempotent appends.
+    async fn append_event(&self, event: NewRoomEvent) -> StoreResult<Appended>;
+
+    async fn history(&self, room: &RoomName, query: HistoryQuery) -> StoreResult<Vec<RoomEvent>>;
+
+    /// Finds one event by id within a room.
+    async fn get_event(&self, room: &RoomName, id: &str) -> StoreResult<Option<RoomEvent>>;
+
+    /// Number of events after `seq` not sent by `reader`: the unread count of a conversation.
+    async fn count_unread(
+        &self,
+        room: &RoomName,
+        after_seq: u64,
+        reader: &UserId,
+    ) -> StoreResult<u64>;
+
+    /// Raises the user's read watermark in the room to `seq` (never lowers it) and returns the new watermark.
+    async fn mark_read(&self, user: &UserId, room: &RoomName, seq: u64) -> StoreResult<u64>;
+
+    /// The user's read watermark in the room; 0 when nothing was read.
+    async fn read_watermark(&self, user: &UserId, room: &RoomName) -> StoreResult<u64>;
+
+    // ---- idempotency ------------------------------------------------------------------------------------------
+
+    /// Claims `key` for `ttl_seconds`. Keys older than that are free again.
+    async fn claim_idempotency(&self, key: &str, ttl_seconds: u64)
+    -> StoreResult<IdempotencyClaim>;
+
+    /// Stores the answer for a claimed key so repeats get it.
+    async fn complete_idempotency(&self, key: &str, result: &Value) -> StoreResult<()>;
+
+    /// Frees a claimed key whose work failed, so a retry can do it.
+    async fn release_idempotency(&self, key: &str) -> StoreResult<()>;
+
+    // ---- stats ------------------------------------------------------------------------------------------------
+
+    /// Adds to the total count of messages handled (chat messages and emitted events).
+    async fn count_messages(&self, n: u64) -> StoreResult<()>;
+
+    async fn stats(&self) -> StoreResult<Stats>;
+
+    // ---- presence ---------------------------------------------------------------------------------------------
+
+    /// Stores a user's chosen status (and custom text), stamping `last_seen` with `at`.
+    async fn set_presence(&self, record: &PresenceRecord) -> StoreResult<()>;
+
+    /// Stored presence of each known user, in no particular order; unknown users are absent.
+    async fn get_presence(&self, users: &[UserId]) -> StoreResult<Vec<PresenceRecord>>;
+
+    // ---- notifications ----------------------------------------------------------------------------------------
+
+    async fn add_notification(&self, notification: &Notification) -> StoreResult<()>;
+
+    /// Newest first.
+    async fn list_notifications(
+        &self,
+        user: &UserId,
+        query: &NotificationQuery,
+    ) -> StoreResult<Vec<Notification>>;
+
+    /// Marks notifications read and returns how many changed from unread to read. Unknown ids and ids of other
+    /// users are ignored, so retries never double-count.
+    async fn mark_notifications_read(
+        &self,
+        user: &UserId,
+        selector: &NotificationSelector,
+    ) -> StoreResult<u64>;
+
+    async fn unread_notifications(&self, user: &UserId) -> StoreResult<u64>;
+
+    // ---- calls ------------------------------------------------------------------------------------------------
+
+    /// Creates a call; `ConditionFailed` if the id exists.
+    async fn create_call(&self, call: &CallRecord) -> StoreResult<()>;
+
+    async fn get_call(&self, call_id: &str) -> StoreResult<Option<CallRecord>>;
+
+    /// Moves a call to `to` if it is in one of `from`: `NotFound` for an unknown call, `ConditionFailed` when the
+    /// state did not match (another answer won the race). Sets `answered_at` on `Accepted` and `ended_at` on final
+    /// states, and returns the updated call.
+    async fn transition_call(
+        &self,
+        call_id: &str,
+        transition: &CallTransition,
+    ) -> StoreResult<CallRecord>;
+}

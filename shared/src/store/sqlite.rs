@@ -1,0 +1,1 @@
+//! SQLite adapter: placeholder until it lands.

@@ -1,0 +1,1 @@
+//! Packaging only: the end-to-end suite lives in `e2e/`.
