@@ -94,13 +94,7 @@ impl Identity {
             .map(RoomName::parse)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| AuthError::Invalid)?;
-        Ok(Self {
-            user_id,
-            role: claims.role,
-            name: claims.name,
-            email: claims.email,
-            rooms,
-        })
+        Ok(Self { user_id, role: claims.role, name: claims.name, email: claims.email, rooms })
     }
 
     /// The authorizer `context`. API Gateway allows only flat string/number/boolean values, so the room list is a
@@ -108,21 +102,14 @@ impl Identity {
     pub fn to_authorizer_context(&self) -> HashMap<String, Value> {
         let mut context = HashMap::new();
         context.insert("userId".to_owned(), Value::String(self.user_id.to_string()));
-        for (key, value) in [
-            ("role", &self.role),
-            ("name", &self.name),
-            ("email", &self.email),
-        ] {
+        for (key, value) in [("role", &self.role), ("name", &self.name), ("email", &self.email)] {
             if let Some(value) = value {
                 context.insert(key.to_owned(), Value::String(value.clone()));
             }
         }
         if !self.rooms.is_empty() {
             let rooms: Vec<&str> = self.rooms.iter().map(RoomName::as_str).collect();
-            context.insert(
-                "rooms".to_owned(),
-                Value::String(serde_json::to_string(&rooms).unwrap_or_default()),
-            );
+            context.insert("rooms".to_owned(), Value::String(serde_json::to_string(&rooms).unwrap_or_default()));
         }
         context
     }
@@ -130,13 +117,7 @@ impl Identity {
     /// Reads the identity back from `requestContext.authorizer`, where API Gateway has turned every value into a
     /// string and added `principalId` (and `integrationLatency` on CONNECT).
     pub fn from_authorizer_fields(fields: &HashMap<String, Value>) -> Option<Self> {
-        let text = |key: &str| {
-            fields
-                .get(key)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-        };
+        let text = |key: &str| fields.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
         let user_id = UserId::parse(text("userId")?).ok()?;
         let rooms = match text("rooms") {
             Some(encoded) => serde_json::from_str::<Vec<String>>(&encoded)
@@ -147,13 +128,7 @@ impl Identity {
                 .ok()?,
             None => Vec::new(),
         };
-        Some(Self {
-            user_id,
-            role: text("role"),
-            name: text("name"),
-            email: text("email"),
-            rooms,
-        })
+        Some(Self { user_id, role: text("role"), name: text("name"), email: text("email"), rooms })
     }
 
     /// The public profile attached to messages and join events.
@@ -191,10 +166,7 @@ impl TokenVerifier {
         if let Some(issuer) = &settings.issuer {
             validation.set_issuer(&[issuer]);
         }
-        Self {
-            key: DecodingKey::from_secret(settings.secret.expose_secret().as_bytes()),
-            validation,
-        }
+        Self { key: DecodingKey::from_secret(settings.secret.expose_secret().as_bytes()), validation }
     }
 
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
@@ -202,22 +174,17 @@ impl TokenVerifier {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
-            |e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                _ => AuthError::Invalid,
-            },
-        )?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            _ => AuthError::Invalid,
+        })?;
         Identity::from_claims(data.claims)
     }
 }
 
 /// Signs a token with the shared secret: the dev-token command of the harness and the tests use it, exactly as
 /// a platform backend would.
-pub fn mint_token(
-    secret: &SecretString,
-    claims: &Claims,
-) -> Result<String, jsonwebtoken::errors::Error> {
+pub fn mint_token(secret: &SecretString, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         claims,
@@ -239,28 +206,17 @@ pub enum TokenSource {
 /// Finds the token on a `$connect` request: `?token=`, a `bearer.<jwt>` subprotocol entry, or
 /// `Authorization: Bearer` for non-browser clients. Header names are matched case-insensitively because API
 /// Gateway preserves the client's spelling.
-pub fn extract_token(
-    query: &HashMap<String, String>,
-    headers: &http::HeaderMap,
-) -> Option<(String, TokenSource)> {
+pub fn extract_token(query: &HashMap<String, String>, headers: &http::HeaderMap) -> Option<(String, TokenSource)> {
     if let Some(token) = query.get("token").filter(|t| !t.is_empty()) {
         return Some((token.clone(), TokenSource::QueryString));
     }
     let offered = offered_subprotocols(headers);
-    if let Some(token) = offered
-        .iter()
-        .find_map(|p| p.strip_prefix(SUBPROTOCOL_TOKEN_PREFIX))
-    {
-        let echo = offered
-            .iter()
-            .any(|p| p == SUBPROTOCOL)
-            .then(|| SUBPROTOCOL.to_owned());
+    if let Some(token) = offered.iter().find_map(|p| p.strip_prefix(SUBPROTOCOL_TOKEN_PREFIX)) {
+        let echo = offered.iter().any(|p| p == SUBPROTOCOL).then(|| SUBPROTOCOL.to_owned());
         return Some((token.to_owned(), TokenSource::Subprotocol { echo }));
     }
     let authorization = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let token = authorization
-        .strip_prefix("Bearer ")
-        .or_else(|| authorization.strip_prefix("bearer "))?;
+    let token = authorization.strip_prefix("Bearer ").or_else(|| authorization.strip_prefix("bearer "))?;
     Some((token.trim().to_owned(), TokenSource::AuthorizationHeader))
 }
 
@@ -287,12 +243,7 @@ mod tests {
     const SECRET: &str = "test-secret-test-secret-test-secret";
 
     fn settings() -> JwtSettings {
-        JwtSettings {
-            secret: SecretString::from(SECRET),
-            issuer: None,
-            audience: None,
-            leeway_seconds: 5,
-        }
+        JwtSettings { secret: SecretString::from(SECRET), issuer: None, audience: None, leeway_seconds: 5 }
     }
 
     fn now() -> i64 {
@@ -328,23 +279,16 @@ mod tests {
     }
 
     fn check(token: &str, expected: Result<&str, AuthError>) {
-        let got = TokenVerifier::new(&settings())
-            .verify(token)
-            .map(|i| i.user_id.to_string());
+        let got = TokenVerifier::new(&settings()).verify(token).map(|i| i.user_id.to_string());
         assert_eq!(got.as_deref().map_err(|e| *e), expected, "token {token}");
     }
 
     #[test]
     fn a_valid_token_yields_the_identity() {
-        let identity = TokenVerifier::new(&settings())
-            .verify(&sign(&claims("u1")))
-            .expect("valid");
+        let identity = TokenVerifier::new(&settings()).verify(&sign(&claims("u1"))).expect("valid");
         assert_eq!(identity.user_id.as_str(), "u1");
         assert_eq!(identity.role.as_deref(), Some("provider"));
-        assert_eq!(
-            identity.rooms,
-            vec![RoomName::parse("visit:v1").expect("room")]
-        );
+        assert_eq!(identity.rooms, vec![RoomName::parse("visit:v1").expect("room")]);
     }
 
     #[test]
@@ -352,29 +296,19 @@ mod tests {
         let mut c = claims("u1");
         c.exp = now() - 120;
         check(&sign(&c), Err(AuthError::Expired));
-        assert_eq!(
-            AuthError::Expired.to_string(),
-            "Authentication error: Token expired"
-        );
+        assert_eq!(AuthError::Expired.to_string(), "Authentication error: Token expired");
     }
 
     #[test]
     fn tokens_signed_with_another_key_are_invalid() {
         let other = mint_token(&SecretString::from("another-secret"), &claims("u1")).expect("sign");
         check(&other, Err(AuthError::Invalid));
-        assert_eq!(
-            AuthError::Invalid.to_string(),
-            "Authentication error: Invalid token"
-        );
+        assert_eq!(AuthError::Invalid.to_string(), "Authentication error: Invalid token");
     }
 
     #[test]
     fn alg_none_is_rejected() {
-        let token = raw_token(
-            json!({"alg": "none", "typ": "JWT"}),
-            json!({"sub": "u1", "exp": now() + 600}),
-            "",
-        );
+        let token = raw_token(json!({"alg": "none", "typ": "JWT"}), json!({"sub": "u1", "exp": now() + 600}), "");
         check(&token, Err(AuthError::Invalid));
     }
 
@@ -382,18 +316,11 @@ mod tests {
     fn an_algorithm_swap_is_rejected() {
         // A token claiming HS512 (or RS256) must not be verified with the HS256 secret just because it says so.
         let c = claims("u1");
-        let hs512 = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS512),
-            &c,
-            &EncodingKey::from_secret(SECRET.as_bytes()),
-        )
-        .expect("sign");
+        let hs512 =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS512), &c, &EncodingKey::from_secret(SECRET.as_bytes()))
+                .expect("sign");
         check(&hs512, Err(AuthError::Invalid));
-        let rs256 = raw_token(
-            json!({"alg": "RS256", "typ": "JWT"}),
-            serde_json::to_value(&c).expect("json"),
-            "c2ln",
-        );
+        let rs256 = raw_token(json!({"alg": "RS256", "typ": "JWT"}), serde_json::to_value(&c).expect("json"), "c2ln");
         check(&rs256, Err(AuthError::Invalid));
     }
 
@@ -451,9 +378,7 @@ mod tests {
 
     #[test]
     fn identity_survives_the_authorizer_context_round_trip_with_stringified_values() {
-        let identity = TokenVerifier::new(&settings())
-            .verify(&sign(&claims("u1")))
-            .expect("valid");
+        let identity = TokenVerifier::new(&settings()).verify(&sign(&claims("u1"))).expect("valid");
         let mut fields = identity.to_authorizer_context();
         // API Gateway adds these; they must not confuse the reader.
         fields.insert("principalId".into(), json!("u1"));
@@ -468,25 +393,14 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         assert_eq!(extract_token(&query, &headers), None);
 
-        headers.insert(
-            "sec-websocket-protocol",
-            "bellhop.v1, bearer.abc.def.ghi".parse().expect("header"),
-        );
+        headers.insert("sec-websocket-protocol", "bellhop.v1, bearer.abc.def.ghi".parse().expect("header"));
         assert_eq!(
             extract_token(&query, &headers),
-            Some((
-                "abc.def.ghi".into(),
-                TokenSource::Subprotocol {
-                    echo: Some(SUBPROTOCOL.into())
-                }
-            ))
+            Some(("abc.def.ghi".into(), TokenSource::Subprotocol { echo: Some(SUBPROTOCOL.into()) }))
         );
 
         query.insert("token".to_owned(), "q.q.q".to_owned());
-        assert_eq!(
-            extract_token(&query, &headers),
-            Some(("q.q.q".into(), TokenSource::QueryString))
-        );
+        assert_eq!(extract_token(&query, &headers), Some(("q.q.q".into(), TokenSource::QueryString)));
 
         let mut auth_only = http::HeaderMap::new();
         auth_only.insert("authorization", "Bearer h.h.h".parse().expect("header"));

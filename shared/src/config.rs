@@ -104,15 +104,8 @@ impl Config {
     }
 
     /// Builds a configuration from any variable source; `dev_defaults` fills in the public development secrets.
-    pub fn from_lookup(
-        lookup: impl Fn(&str) -> Option<String>,
-        dev_defaults: bool,
-    ) -> Result<Self, ConfigError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>, dev_defaults: bool) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let secret = |name: &'static str, dev: &str| -> Result<SecretString, ConfigError> {
             match get(name) {
                 Some(value) => Ok(SecretString::from(value)),
@@ -122,10 +115,9 @@ impl Config {
         };
         let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
             match get(name) {
-                Some(raw) => raw.parse().map_err(|_| ConfigError::Invalid {
-                    name,
-                    reason: format!("`{raw}` is not a whole number"),
-                }),
+                Some(raw) => raw
+                    .parse()
+                    .map_err(|_| ConfigError::Invalid { name, reason: format!("`{raw}` is not a whole number") }),
                 None => Ok(default),
             }
         };
@@ -133,10 +125,7 @@ impl Config {
             match get(name).as_deref() {
                 None | Some("false" | "0" | "no") => Ok(false),
                 Some("true" | "1" | "yes") => Ok(true),
-                Some(other) => Err(ConfigError::Invalid {
-                    name,
-                    reason: format!("`{other}` is not true or false"),
-                }),
+                Some(other) => Err(ConfigError::Invalid { name, reason: format!("`{other}` is not true or false") }),
             }
         };
 
@@ -148,29 +137,23 @@ impl Config {
             leeway_seconds: number("JWT_LEEWAY_SECONDS", 30)?,
         };
         let room_policy = match get("ROOM_POLICY") {
-            Some(spec) => {
-                RoomPolicy::with_overrides(&spec).map_err(|reason| ConfigError::Invalid {
-                    name: "ROOM_POLICY",
-                    reason,
-                })?
-            }
+            Some(spec) => RoomPolicy::with_overrides(&spec)
+                .map_err(|reason| ConfigError::Invalid { name: "ROOM_POLICY", reason })?,
             None => RoomPolicy::default(),
         };
         let role_rooms = match get("ROLE_ROOMS") {
-            Some(spec) => RoleRooms::parse(&spec).map_err(|reason| ConfigError::Invalid {
-                name: "ROLE_ROOMS",
-                reason,
-            })?,
+            Some(spec) => {
+                RoleRooms::parse(&spec).map_err(|reason| ConfigError::Invalid { name: "ROLE_ROOMS", reason })?
+            }
             None => RoleRooms::default(),
         };
         let defaults = Limits::default();
         let limits = Limits {
-            max_content_chars: number("MAX_MESSAGE_CHARS", defaults.max_content_chars as u64)?
-                as usize,
+            max_content_chars: number("MAX_MESSAGE_CHARS", defaults.max_content_chars as u64)? as usize,
             max_page: number("MAX_PAGE_SIZE", u64::from(defaults.max_page))?.clamp(1, 1000) as u32,
             max_emit_bytes: number("MAX_EMIT_BYTES", defaults.max_emit_bytes as u64)? as usize,
-            fanout_concurrency: number("FANOUT_CONCURRENCY", defaults.fanout_concurrency as u64)?
-                .clamp(1, 1024) as usize,
+            fanout_concurrency: number("FANOUT_CONCURRENCY", defaults.fanout_concurrency as u64)?.clamp(1, 1024)
+                as usize,
             max_signal_bytes: defaults.max_signal_bytes,
         };
         Ok(Self {
@@ -184,12 +167,7 @@ impl Config {
             limits,
             broadcast_enabled: flag("BROADCAST_ENABLED")?,
             cors_origins: get("CORS_ORIGINS")
-                .map(|v| {
-                    v.split(',')
-                        .map(|o| o.trim().to_owned())
-                        .filter(|o| !o.is_empty())
-                        .collect()
-                })
+                .map(|v| v.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect())
                 .unwrap_or_default(),
             connection_ttl_seconds: number("CONNECTION_TTL_SECONDS", 2 * 3600 + 15 * 60)?,
             idempotency_ttl_seconds: number("IDEMPOTENCY_TTL_SECONDS", 600)?,
@@ -212,10 +190,7 @@ mod tests {
     use super::*;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |name| map.get(name).cloned()
     }
 
@@ -223,8 +198,7 @@ mod tests {
     fn lambdas_require_their_secrets() {
         let error = Config::from_lookup(lookup(&[]), false).expect_err("missing secret");
         assert!(matches!(error, ConfigError::Missing("JWT_SECRET")));
-        let error =
-            Config::from_lookup(lookup(&[("JWT_SECRET", "s")]), false).expect_err("missing key");
+        let error = Config::from_lookup(lookup(&[("JWT_SECRET", "s")]), false).expect_err("missing key");
         assert!(matches!(error, ConfigError::Missing("INTERNAL_API_KEY")));
     }
 
@@ -232,46 +206,24 @@ mod tests {
     fn the_harness_falls_back_to_public_dev_secrets() {
         let config = Config::from_lookup(lookup(&[]), true).expect("defaults");
         assert_eq!(config.jwt.secret.expose_secret(), DEV_JWT_SECRET);
-        assert_eq!(
-            config.internal_api_key.expose_secret(),
-            DEV_INTERNAL_API_KEY
-        );
+        assert_eq!(config.internal_api_key.expose_secret(), DEV_INTERNAL_API_KEY);
         assert_eq!(config.call_ring_seconds, 30);
     }
 
     #[test]
     fn invalid_values_name_the_variable() {
-        let error = Config::from_lookup(lookup(&[("FANOUT_CONCURRENCY", "many")]), true)
-            .expect_err("invalid");
-        assert!(
-            error
-                .to_string()
-                .starts_with("FANOUT_CONCURRENCY is invalid"),
-            "{error}"
-        );
-        let error = Config::from_lookup(lookup(&[("ROLE_ROOMS", "admin=bad room")]), true)
-            .expect_err("invalid");
-        assert!(
-            error.to_string().starts_with("ROLE_ROOMS is invalid"),
-            "{error}"
-        );
-        let error = Config::from_lookup(lookup(&[("BROADCAST_ENABLED", "maybe")]), true)
-            .expect_err("invalid");
-        assert!(
-            error
-                .to_string()
-                .starts_with("BROADCAST_ENABLED is invalid"),
-            "{error}"
-        );
+        let error = Config::from_lookup(lookup(&[("FANOUT_CONCURRENCY", "many")]), true).expect_err("invalid");
+        assert!(error.to_string().starts_with("FANOUT_CONCURRENCY is invalid"), "{error}");
+        let error = Config::from_lookup(lookup(&[("ROLE_ROOMS", "admin=bad room")]), true).expect_err("invalid");
+        assert!(error.to_string().starts_with("ROLE_ROOMS is invalid"), "{error}");
+        let error = Config::from_lookup(lookup(&[("BROADCAST_ENABLED", "maybe")]), true).expect_err("invalid");
+        assert!(error.to_string().starts_with("BROADCAST_ENABLED is invalid"), "{error}");
     }
 
     #[test]
     fn debug_output_never_contains_secrets() {
-        let config = Config::from_lookup(
-            lookup(&[("JWT_SECRET", "hunter2"), ("INTERNAL_API_KEY", "k3y")]),
-            false,
-        )
-        .expect("valid");
+        let config = Config::from_lookup(lookup(&[("JWT_SECRET", "hunter2"), ("INTERNAL_API_KEY", "k3y")]), false)
+            .expect("valid");
         let text = format!("{config:?}");
         assert!(!text.contains("hunter2") && !text.contains("k3y"), "{text}");
     }

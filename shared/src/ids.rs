@@ -30,14 +30,8 @@ impl ConnectionId {
         let raw = raw.into();
         let ok = !raw.is_empty()
             && raw.len() <= MAX_CONNECTION_ID_LEN
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'='));
-        if ok {
-            Ok(Self(raw))
-        } else {
-            Err(IdError::Connection)
-        }
+            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'='));
+        if ok { Ok(Self(raw)) } else { Err(IdError::Connection) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -55,14 +49,8 @@ impl UserId {
         let raw = raw.into();
         let ok = !raw.is_empty()
             && raw.len() <= MAX_USER_ID_LEN
-            && raw.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b'|' | b'+')
-            });
-        if ok {
-            Ok(Self(raw))
-        } else {
-            Err(IdError::User)
-        }
+            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b'|' | b'+'));
+        if ok { Ok(Self(raw)) } else { Err(IdError::User) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -105,10 +93,7 @@ mod tests {
     #[test]
     fn api_gateway_connection_ids_parse() {
         for id in ["gbf_-C9vMQAYKEiZoA==", "Kf2bqd9WywMCEng="] {
-            assert_eq!(
-                ConnectionId::parse(id).map(|c| c.to_string()),
-                Ok(id.to_owned())
-            );
+            assert_eq!(ConnectionId::parse(id).map(|c| c.to_string()), Ok(id.to_owned()));
         }
     }
 
@@ -121,12 +106,7 @@ mod tests {
 
     #[test]
     fn user_ids_accept_common_subject_shapes_and_reject_separators() {
-        for id in [
-            "u1",
-            "507f1f77bcf86cd799439011",
-            "auth0|abc",
-            "a.b@example.com",
-        ] {
+        for id in ["u1", "507f1f77bcf86cd799439011", "auth0|abc", "a.b@example.com"] {
             assert!(UserId::parse(id).is_ok(), "{id}");
         }
         for id in ["", "a:b", "a b", "a/b", "a#b"] {

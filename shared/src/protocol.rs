@@ -180,10 +180,7 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
+        Self { code, message: message.into() }
     }
 }
 
@@ -210,9 +207,9 @@ impl ProtocolError {
     pub fn code(&self) -> ErrorCode {
         match self {
             ProtocolError::InvalidJson(_) => ErrorCode::InvalidJson,
-            ProtocolError::NotAnObject
-            | ProtocolError::MissingAction
-            | ProtocolError::ActionNotString => ErrorCode::InvalidFrame,
+            ProtocolError::NotAnObject | ProtocolError::MissingAction | ProtocolError::ActionNotString => {
+                ErrorCode::InvalidFrame
+            }
             ProtocolError::InvalidId => ErrorCode::InvalidFrame,
             ProtocolError::UnknownAction(_) => ErrorCode::UnknownAction,
             ProtocolError::InvalidData(_) => ErrorCode::InvalidData,
@@ -242,15 +239,10 @@ pub struct RejectedFrame {
 
 /// Parses one inbound text frame.
 pub fn parse_client_frame(body: &str) -> Result<ClientFrame, RejectedFrame> {
-    let value: Value = serde_json::from_str(body).map_err(|e| RejectedFrame {
-        id: None,
-        error: ProtocolError::InvalidJson(json_error_summary(&e)),
-    })?;
+    let value: Value = serde_json::from_str(body)
+        .map_err(|e| RejectedFrame { id: None, error: ProtocolError::InvalidJson(json_error_summary(&e)) })?;
     let Value::Object(mut object) = value else {
-        return Err(RejectedFrame {
-            id: None,
-            error: ProtocolError::NotAnObject,
-        });
+        return Err(RejectedFrame { id: None, error: ProtocolError::NotAnObject });
     };
     // The id is read first so that every later error can still be answered as an ack to that request.
     let id = match object.remove("id") {
@@ -258,16 +250,10 @@ pub fn parse_client_frame(body: &str) -> Result<ClientFrame, RejectedFrame> {
         Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_REQUEST_ID_LEN => Some(s),
         Some(Value::Number(n)) => Some(n.to_string()),
         Some(_) => {
-            return Err(RejectedFrame {
-                id: None,
-                error: ProtocolError::InvalidId,
-            });
+            return Err(RejectedFrame { id: None, error: ProtocolError::InvalidId });
         }
     };
-    let reject = |error| RejectedFrame {
-        id: id.clone(),
-        error,
-    };
+    let reject = |error| RejectedFrame { id: id.clone(), error };
     let action = match object.remove("action") {
         None | Some(Value::Null) => return Err(reject(ProtocolError::MissingAction)),
         Some(Value::String(name)) => {
@@ -282,11 +268,7 @@ pub fn parse_client_frame(body: &str) -> Result<ClientFrame, RejectedFrame> {
 /// Parses an action's `data` into its typed form, turning serde's complaint into a precise client error.
 /// A missing `data` is treated as `{}` so that actions whose fields are all optional need no payload.
 pub fn parse_data<T: DeserializeOwned>(data: Value) -> Result<T, ProtocolError> {
-    let data = if data.is_null() {
-        Value::Object(Default::default())
-    } else {
-        data
-    };
+    let data = if data.is_null() { Value::Object(Default::default()) } else { data };
     serde_json::from_value(data).map_err(|e| ProtocolError::InvalidData(json_error_summary(&e)))
 }
 
@@ -324,52 +306,24 @@ pub enum ServerFrame {
 
 impl ServerFrame {
     pub fn ack_ok(id: Option<String>, data: Value) -> Self {
-        ServerFrame::Ack {
-            id,
-            ok: true,
-            data: Some(data),
-            error: None,
-        }
+        ServerFrame::Ack { id, ok: true, data: Some(data), error: None }
     }
 
     pub fn ack_err(id: Option<String>, error: ErrorBody) -> Self {
-        ServerFrame::Ack {
-            id,
-            ok: false,
-            data: None,
-            error: Some(error),
-        }
+        ServerFrame::Ack { id, ok: false, data: None, error: Some(error) }
     }
 
     pub fn event(event: impl Into<String>, data: Value) -> Self {
-        ServerFrame::Event {
-            event: event.into(),
-            room: None,
-            seq: None,
-            data,
-        }
+        ServerFrame::Event { event: event.into(), room: None, seq: None, data }
     }
 
-    pub fn room_event(
-        event: impl Into<String>,
-        room: impl Into<String>,
-        seq: Option<u64>,
-        data: Value,
-    ) -> Self {
-        ServerFrame::Event {
-            event: event.into(),
-            room: Some(room.into()),
-            seq,
-            data,
-        }
+    pub fn room_event(event: impl Into<String>, room: impl Into<String>, seq: Option<u64>, data: Value) -> Self {
+        ServerFrame::Event { event: event.into(), room: Some(room.into()), seq, data }
     }
 
     /// An `error` event, for failures that have no request id to acknowledge.
     pub fn error_event(error: ErrorBody) -> Self {
-        ServerFrame::event(
-            events::ERROR,
-            serde_json::to_value(error).unwrap_or(Value::Null),
-        )
+        ServerFrame::event(events::ERROR, serde_json::to_value(error).unwrap_or(Value::Null))
     }
 
     pub fn to_json(&self) -> String {
@@ -393,8 +347,7 @@ mod tests {
     #[test]
     fn every_action_name_round_trips() {
         for action in Action::ALL {
-            let frame = parse_client_frame(&json!({"action": action.as_str()}).to_string())
-                .expect("parses");
+            let frame = parse_client_frame(&json!({"action": action.as_str()}).to_string()).expect("parses");
             assert_eq!(frame.action, action);
             assert_eq!(frame.data, Value::Null);
         }
@@ -402,10 +355,8 @@ mod tests {
 
     #[test]
     fn a_full_frame_parses_with_id_and_data() {
-        let frame = parse_client_frame(
-            r#"{"action":"message:send","id":"c-17","data":{"room":"booking:42"}}"#,
-        )
-        .expect("parses");
+        let frame = parse_client_frame(r#"{"action":"message:send","id":"c-17","data":{"room":"booking:42"}}"#)
+            .expect("parses");
         assert_eq!(frame.action, Action::MessageSend);
         assert_eq!(frame.id.as_deref(), Some("c-17"));
         assert_eq!(frame.data, json!({"room": "booking:42"}));
@@ -424,26 +375,10 @@ mod tests {
         check_rejected("[1,2]", ErrorCode::InvalidFrame, None);
         check_rejected("\"ping\"", ErrorCode::InvalidFrame, None);
         check_rejected(r#"{"id":"a"}"#, ErrorCode::InvalidFrame, Some("a"));
-        check_rejected(
-            r#"{"action":5,"id":"b"}"#,
-            ErrorCode::InvalidFrame,
-            Some("b"),
-        );
-        check_rejected(
-            r#"{"action":"dance","id":"c"}"#,
-            ErrorCode::UnknownAction,
-            Some("c"),
-        );
-        check_rejected(
-            r#"{"action":"ping","id":{"x":1}}"#,
-            ErrorCode::InvalidFrame,
-            None,
-        );
-        check_rejected(
-            &json!({"action": "ping", "id": "x".repeat(65)}).to_string(),
-            ErrorCode::InvalidFrame,
-            None,
-        );
+        check_rejected(r#"{"action":5,"id":"b"}"#, ErrorCode::InvalidFrame, Some("b"));
+        check_rejected(r#"{"action":"dance","id":"c"}"#, ErrorCode::UnknownAction, Some("c"));
+        check_rejected(r#"{"action":"ping","id":{"x":1}}"#, ErrorCode::InvalidFrame, None);
+        check_rejected(&json!({"action": "ping", "id": "x".repeat(65)}).to_string(), ErrorCode::InvalidFrame, None);
     }
 
     #[test]
@@ -454,10 +389,7 @@ mod tests {
             room: String,
         }
         let missing = parse_data::<Join>(json!({})).expect_err("missing");
-        assert_eq!(
-            missing,
-            ProtocolError::InvalidData("missing field `room`".into())
-        );
+        assert_eq!(missing, ProtocolError::InvalidData("missing field `room`".into()));
         let wrong = parse_data::<Join>(json!({"room": 5})).expect_err("wrong type");
         assert_eq!(wrong.code(), ErrorCode::InvalidData);
         assert!(wrong.to_string().contains("expected a string"), "{wrong}");
@@ -473,10 +405,7 @@ mod tests {
                 json!({"type":"ack","id":"c-1","ok":true,"data":{"x":1}}),
             ),
             (
-                ServerFrame::ack_err(
-                    Some("c-2".into()),
-                    ErrorBody::new(ErrorCode::Forbidden, "no"),
-                ),
+                ServerFrame::ack_err(Some("c-2".into()), ErrorBody::new(ErrorCode::Forbidden, "no")),
                 json!({"type":"ack","id":"c-2","ok":false,"error":{"code":"FORBIDDEN","message":"no"}}),
             ),
             (
@@ -490,29 +419,15 @@ mod tests {
         ];
         for (frame, expected) in cases {
             let text = frame.to_json();
-            assert_eq!(
-                serde_json::from_str::<Value>(&text).expect("json"),
-                expected
-            );
-            assert_eq!(
-                serde_json::from_str::<ServerFrame>(&text).expect("reparse"),
-                frame
-            );
+            assert_eq!(serde_json::from_str::<Value>(&text).expect("json"), expected);
+            assert_eq!(serde_json::from_str::<ServerFrame>(&text).expect("reparse"), frame);
         }
     }
 
     #[test]
     fn error_codes_serialise_as_their_documented_names() {
-        for code in [
-            ErrorCode::InvalidJson,
-            ErrorCode::PayloadTooLarge,
-            ErrorCode::NotFound,
-            ErrorCode::Internal,
-        ] {
-            assert_eq!(
-                serde_json::to_value(code).expect("json"),
-                json!(code.as_str())
-            );
+        for code in [ErrorCode::InvalidJson, ErrorCode::PayloadTooLarge, ErrorCode::NotFound, ErrorCode::Internal] {
+            assert_eq!(serde_json::to_value(code).expect("json"), json!(code.as_str()));
         }
     }
 }

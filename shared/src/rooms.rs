@@ -39,16 +39,13 @@ impl RoomName {
             && segments.len() <= MAX_SEGMENTS
             && segments.iter().all(|s| {
                 !s.is_empty()
-                    && s.bytes().all(|b| {
-                        b.is_ascii_alphanumeric()
-                            || matches!(b, b'-' | b'_' | b'.' | b'@' | b'|' | b'+')
-                    })
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b'|' | b'+'))
             });
         if !valid {
             return Err(RoomError::Invalid);
         }
-        if segments.first() == Some(&"chat") && (segments.len() != 3 || segments[1] >= segments[2])
-        {
+        if segments.first() == Some(&"chat") && (segments.len() != 3 || segments[1] >= segments[2]) {
             return Err(RoomError::UnsortedPair(raw));
         }
         Ok(Self(raw))
@@ -178,9 +175,7 @@ impl Default for RoomPolicy {
             ("call", RoomRule::Granted),
             ("vendor", RoomRule::Granted),
         ];
-        Self {
-            rules: rules.into_iter().map(|(k, r)| (k.to_owned(), r)).collect(),
-        }
+        Self { rules: rules.into_iter().map(|(k, r)| (k.to_owned(), r)).collect() }
     }
 }
 
@@ -189,22 +184,16 @@ impl RoomPolicy {
     pub fn with_overrides(spec: &str) -> Result<Self, String> {
         let mut policy = Self::default();
         for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let (kind, rule) = entry
-                .split_once('=')
-                .ok_or_else(|| format!("`{entry}` is not kind=rule"))?;
-            let rule = RoomRule::parse(rule.trim()).ok_or_else(|| {
-                format!("`{rule}` is not one of self, pair, public, presence, auto, granted")
-            })?;
+            let (kind, rule) = entry.split_once('=').ok_or_else(|| format!("`{entry}` is not kind=rule"))?;
+            let rule = RoomRule::parse(rule.trim())
+                .ok_or_else(|| format!("`{rule}` is not one of self, pair, public, presence, auto, granted"))?;
             policy.rules.insert(kind.trim().to_owned(), rule);
         }
         Ok(policy)
     }
 
     pub fn rule_for(&self, room: &RoomName) -> RoomRule {
-        self.rules
-            .get(room.kind())
-            .copied()
-            .unwrap_or(RoomRule::Granted)
+        self.rules.get(room.kind()).copied().unwrap_or(RoomRule::Granted)
     }
 
     /// Decides whether `identity` may join `room`. `auto_rooms` are the rooms this identity is auto-joined to.
@@ -232,11 +221,7 @@ impl RoomPolicy {
 }
 
 fn allow_if(condition: bool) -> Access {
-    if condition {
-        Access::Allowed
-    } else {
-        Access::Denied
-    }
+    if condition { Access::Allowed } else { Access::Denied }
 }
 
 /// Role → room templates. `{sub}` in a template is replaced by the user's id.
@@ -257,12 +242,7 @@ impl Default for RoleRooms {
         Self {
             templates: templates
                 .into_iter()
-                .map(|(role, rooms)| {
-                    (
-                        role.to_owned(),
-                        rooms.into_iter().map(str::to_owned).collect(),
-                    )
-                })
+                .map(|(role, rooms)| (role.to_owned(), rooms.into_iter().map(str::to_owned).collect()))
                 .collect(),
         }
     }
@@ -274,15 +254,9 @@ impl RoleRooms {
     pub fn parse(spec: &str) -> Result<Self, String> {
         let mut templates = BTreeMap::new();
         for entry in spec.split(';').map(str::trim).filter(|e| !e.is_empty()) {
-            let (role, rooms) = entry
-                .split_once('=')
-                .ok_or_else(|| format!("`{entry}` is not role=room|room"))?;
-            let rooms: Vec<String> = rooms
-                .split('|')
-                .map(str::trim)
-                .filter(|r| !r.is_empty())
-                .map(str::to_owned)
-                .collect();
+            let (role, rooms) = entry.split_once('=').ok_or_else(|| format!("`{entry}` is not role=room|room"))?;
+            let rooms: Vec<String> =
+                rooms.split('|').map(str::trim).filter(|r| !r.is_empty()).map(str::to_owned).collect();
             for template in &rooms {
                 RoomName::parse(template.replace("{sub}", "sample-user"))
                     .map_err(|e| format!("template `{template}` for role `{role}`: {e}"))?;
@@ -296,15 +270,11 @@ impl RoleRooms {
     /// rooms listed in its token, without duplicates.
     pub fn auto_rooms(&self, identity: &Identity) -> Vec<RoomName> {
         let mut rooms = vec![RoomName::for_user(&identity.user_id)];
-        let templates = identity
-            .role
-            .as_deref()
-            .and_then(|role| self.templates.get(role));
+        let templates = identity.role.as_deref().and_then(|role| self.templates.get(role));
         for template in templates.into_iter().flatten() {
             // Templates were validated at parse time with a sample id; user ids share the room charset, so a
             // failure here cannot happen for a valid identity and would only drop that one room.
-            if let Ok(room) = RoomName::parse(template.replace("{sub}", identity.user_id.as_str()))
-            {
+            if let Ok(room) = RoomName::parse(template.replace("{sub}", identity.user_id.as_str())) {
                 rooms.push(room);
             }
         }
@@ -325,10 +295,7 @@ mod tests {
             role: role.map(str::to_owned),
             name: None,
             email: None,
-            rooms: rooms
-                .iter()
-                .map(|r| RoomName::parse(*r).expect("room"))
-                .collect(),
+            rooms: rooms.iter().map(|r| RoomName::parse(*r).expect("room")).collect(),
         }
     }
 
@@ -338,15 +305,8 @@ mod tests {
 
     #[test]
     fn valid_room_names_parse_and_expose_kind_and_ids() {
-        for name in [
-            "calendar",
-            "user:u1",
-            "booking:507f",
-            "chat:a:b",
-            "topic:appointments",
-            "provider_7",
-            "visit:v-1",
-        ] {
+        for name in ["calendar", "user:u1", "booking:507f", "chat:a:b", "topic:appointments", "provider_7", "visit:v-1"]
+        {
             assert!(RoomName::parse(name).is_ok(), "{name}");
         }
         assert_eq!(room("chat:a:b").kind(), "chat");
@@ -378,10 +338,7 @@ mod tests {
 
     #[test]
     fn chat_between_sorts_the_pair() {
-        let (a, b) = (
-            UserId::parse("bob").expect("id"),
-            UserId::parse("alice").expect("id"),
-        );
+        let (a, b) = (UserId::parse("bob").expect("id"), UserId::parse("alice").expect("id"));
         assert_eq!(RoomName::chat_between(&a, &b), Some(room("chat:alice:bob")));
         assert_eq!(RoomName::chat_between(&a, &a), None);
     }
@@ -391,9 +348,7 @@ mod tests {
         let policy = RoomPolicy::default();
         let u1 = identity("u1", Some("customer"), &["visit:v9"]);
         let auto = RoleRooms::default().auto_rooms(&u1);
-        let check = |name: &str, granted: bool| {
-            policy.check_join(&u1, &auto, &room(name), JoinFacts { granted })
-        };
+        let check = |name: &str, granted: bool| policy.check_join(&u1, &auto, &room(name), JoinFacts { granted });
         let cases = [
             ("user:u1", false, Access::Allowed),
             ("user:u2", false, Access::Denied),
@@ -427,26 +382,18 @@ mod tests {
     fn default_role_templates_follow_the_easy_appointments_mapping() {
         let rooms = RoleRooms::default();
         let names = |sub: &str, role: &str| -> Vec<String> {
-            rooms
-                .auto_rooms(&identity(sub, Some(role), &[]))
-                .into_iter()
-                .map(String::from)
-                .collect()
+            rooms.auto_rooms(&identity(sub, Some(role), &[])).into_iter().map(String::from).collect()
         };
         assert_eq!(names("1", "admin"), ["user:1", "admin", "calendar"]);
         assert_eq!(names("7", "provider"), ["user:7", "provider:7", "calendar"]);
-        assert_eq!(
-            names("8", "secretary"),
-            ["user:8", "secretary:8", "calendar"]
-        );
+        assert_eq!(names("8", "secretary"), ["user:8", "secretary:8", "calendar"]);
         assert_eq!(names("9", "customer"), ["user:9", "customer:9"]);
         assert_eq!(names("9", "stranger"), ["user:9"]);
     }
 
     #[test]
     fn role_templates_parse_from_config_and_reject_invalid_rooms() {
-        let rooms =
-            RoleRooms::parse("provider=provider_{sub}|calendar; admin=admin").expect("valid");
+        let rooms = RoleRooms::parse("provider=provider_{sub}|calendar; admin=admin").expect("valid");
         let auto = rooms.auto_rooms(&identity("7", Some("provider"), &["booking:1", "calendar"]));
         let names: Vec<String> = auto.into_iter().map(String::from).collect();
         assert_eq!(names, ["user:7", "provider_7", "calendar", "booking:1"]);

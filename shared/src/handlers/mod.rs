@@ -47,14 +47,7 @@ impl Deps {
         call_timer: Arc<dyn calls::CallTimer>,
     ) -> Self {
         let verifier = TokenVerifier::new(&config.jwt);
-        Self {
-            config: Arc::new(config),
-            store,
-            pusher,
-            verifier,
-            call_timer,
-            started_at: Utc::now(),
-        }
+        Self { config: Arc::new(config), store, pusher, verifier, call_timer, started_at: Utc::now() }
     }
 
     /// Sends one frame to many connections and prunes those that are gone. Returns the fan-out report.
@@ -68,13 +61,7 @@ impl Deps {
         if targets.is_empty() {
             return FanOutReport::default();
         }
-        let report = fan_out(
-            &self.pusher,
-            targets,
-            payload,
-            self.config.limits.fanout_concurrency,
-        )
-        .await;
+        let report = fan_out(&self.pusher, targets, payload, self.config.limits.fanout_concurrency).await;
         for gone in &report.gone {
             disconnect::prune(self, gone).await;
         }

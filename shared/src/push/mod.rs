@@ -103,10 +103,7 @@ pub mod recording {
     impl RecordingPusher {
         /// Posts to this connection will answer Gone from now on.
         pub fn mark_gone(&self, connection: &ConnectionId) {
-            self.gone
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(connection.clone());
+            self.gone.lock().unwrap_or_else(|e| e.into_inner()).insert(connection.clone());
         }
 
         /// Every frame delivered so far, parsed, in delivery order.
@@ -116,18 +113,11 @@ pub mod recording {
 
         /// Frames delivered to one connection.
         pub fn sent_to(&self, connection: &ConnectionId) -> Vec<Value> {
-            self.sent()
-                .into_iter()
-                .filter(|(c, _)| c == connection)
-                .map(|(_, v)| v)
-                .collect()
+            self.sent().into_iter().filter(|(c, _)| c == connection).map(|(_, v)| v).collect()
         }
 
         pub fn disconnected(&self) -> Vec<ConnectionId> {
-            self.disconnected
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone()
+            self.disconnected.lock().unwrap_or_else(|e| e.into_inner()).clone()
         }
 
         pub fn clear(&self) {
@@ -138,30 +128,19 @@ pub mod recording {
     #[async_trait]
     impl Pusher for RecordingPusher {
         async fn post(&self, connection: &ConnectionId, payload: Bytes) -> Result<(), PushError> {
-            if self
-                .gone
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(connection)
-            {
+            if self.gone.lock().unwrap_or_else(|e| e.into_inner()).contains(connection) {
                 return Err(PushError::Gone);
             }
             if payload.len() > MAX_PAYLOAD_BYTES {
                 return Err(PushError::PayloadTooLarge);
             }
             let value = serde_json::from_slice(&payload).unwrap_or(Value::Null);
-            self.sent
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((connection.clone(), value));
+            self.sent.lock().unwrap_or_else(|e| e.into_inner()).push((connection.clone(), value));
             Ok(())
         }
 
         async fn disconnect(&self, connection: &ConnectionId) -> Result<(), PushError> {
-            self.disconnected
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(connection.clone());
+            self.disconnected.lock().unwrap_or_else(|e| e.into_inner()).push(connection.clone());
             Ok(())
         }
     }

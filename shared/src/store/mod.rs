@@ -151,15 +151,7 @@ impl PresenceStatus {
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        [
-            Self::Online,
-            Self::Away,
-            Self::Busy,
-            Self::InCall,
-            Self::Offline,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == raw)
+        [Self::Online, Self::Away, Self::Busy, Self::InCall, Self::Offline].into_iter().find(|s| s.as_str() == raw)
     }
 }
 
@@ -244,10 +236,7 @@ impl CallState {
     }
 
     pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            CallState::Ended | CallState::Rejected | CallState::Missed | CallState::Failed
-        )
+        matches!(self, CallState::Ended | CallState::Rejected | CallState::Missed | CallState::Failed)
     }
 }
 
@@ -305,11 +294,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records a new connection and makes it a member of `rooms`, counting it in the stats. Re-putting the same
     /// connection id replaces it.
-    async fn put_connection(
-        &self,
-        connection: &ConnectionRecord,
-        rooms: &[RoomName],
-    ) -> StoreResult<()>;
+    async fn put_connection(&self, connection: &ConnectionRecord, rooms: &[RoomName]) -> StoreResult<()>;
 
     async fn get_connection(&self, id: &ConnectionId) -> StoreResult<Option<ConnectionRecord>>;
 
@@ -368,12 +353,7 @@ pub trait Store: Send + Sync + 'static {
     async fn get_event(&self, room: &RoomName, id: &str) -> StoreResult<Option<RoomEvent>>;
 
     /// Number of events after `seq` not sent by `reader`: the unread count of a conversation.
-    async fn count_unread(
-        &self,
-        room: &RoomName,
-        after_seq: u64,
-        reader: &UserId,
-    ) -> StoreResult<u64>;
+    async fn count_unread(&self, room: &RoomName, after_seq: u64, reader: &UserId) -> StoreResult<u64>;
 
     /// Raises the user's read watermark in the room to `seq` (never lowers it) and returns the new watermark.
     async fn mark_read(&self, user: &UserId, room: &RoomName, seq: u64) -> StoreResult<u64>;
@@ -384,8 +364,7 @@ pub trait Store: Send + Sync + 'static {
     // ---- idempotency ------------------------------------------------------------------------------------------
 
     /// Claims `key` for `ttl_seconds`. Keys older than that are free again.
-    async fn claim_idempotency(&self, key: &str, ttl_seconds: u64)
-    -> StoreResult<IdempotencyClaim>;
+    async fn claim_idempotency(&self, key: &str, ttl_seconds: u64) -> StoreResult<IdempotencyClaim>;
 
     /// Stores the answer for a claimed key so repeats get it.
     async fn complete_idempotency(&self, key: &str, result: &Value) -> StoreResult<()>;
@@ -413,19 +392,11 @@ pub trait Store: Send + Sync + 'static {
     async fn add_notification(&self, notification: &Notification) -> StoreResult<()>;
 
     /// Newest first.
-    async fn list_notifications(
-        &self,
-        user: &UserId,
-        query: &NotificationQuery,
-    ) -> StoreResult<Vec<Notification>>;
+    async fn list_notifications(&self, user: &UserId, query: &NotificationQuery) -> StoreResult<Vec<Notification>>;
 
     /// Marks notifications read and returns how many changed from unread to read. Unknown ids and ids of other
     /// users are ignored, so retries never double-count.
-    async fn mark_notifications_read(
-        &self,
-        user: &UserId,
-        selector: &NotificationSelector,
-    ) -> StoreResult<u64>;
+    async fn mark_notifications_read(&self, user: &UserId, selector: &NotificationSelector) -> StoreResult<u64>;
 
     async fn unread_notifications(&self, user: &UserId) -> StoreResult<u64>;
 
@@ -439,9 +410,5 @@ pub trait Store: Send + Sync + 'static {
     /// Moves a call to `to` if it is in one of `from`: `NotFound` for an unknown call, `ConditionFailed` when the
     /// state did not match (another answer won the race). Sets `answered_at` on `Accepted` and `ended_at` on final
     /// states, and returns the updated call.
-    async fn transition_call(
-        &self,
-        call_id: &str,
-        transition: &CallTransition,
-    ) -> StoreResult<CallRecord>;
+    async fn transition_call(&self, call_id: &str, transition: &CallTransition) -> StoreResult<CallRecord>;
 }
