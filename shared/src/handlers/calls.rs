@@ -1,9 +1,351 @@
-//! Calls: being written.
+//! Call signalling: a state machine per call in the store, moved by conditional writes so two racing answers cannot
+//! both win, and a relay for WebRTC offers, answers and ICE candidates between the two parties only.
+//!
+//! States: `initiating` → `ringing` → `accepted` → `in_progress` (first signal after acceptance) → `ended`; or
+//! `rejected`, `missed` (nobody answered within `CALL_RING_SECONDS`, or the recipient had no open connection).
+//! The missed-call check is scheduled through a [`CallTimer`]: a tokio task in the harness, a delayed message in the
+//! cloud.
+
+use std::sync::{Arc, OnceLock, Weak};
 
 use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::caller::Caller;
+use super::chat::iso;
+use super::message::{ActionError, ActionResult};
+use super::notifications::{NotificationInput, notify};
+use super::presence::{partition_visible, set_status};
+use super::{Deps, HandlerError};
+use crate::ids::UserId;
+use crate::protocol::{ErrorCode, ServerFrame, events, parse_data};
+use crate::store::{BoxError, CallRecord, CallState, CallTransition, CallType, PresenceStatus, StoreError};
 
 /// Schedules the check that turns an unanswered call into a missed one.
 #[async_trait]
 pub trait CallTimer: Send + Sync + 'static {
-    async fn schedule_missed_check(&self, call_id: &str, after_seconds: u64) -> Result<(), crate::store::BoxError>;
+    async fn schedule_missed_check(&self, call_id: &str, after_seconds: u64) -> Result<(), BoxError>;
+}
+
+/// The harness's timer: a tokio task per ringing call. Bound to the `Deps` it serves after they are built.
+#[derive(Default)]
+pub struct InProcessCallTimer {
+    deps: OnceLock<Weak<Deps>>,
+}
+
+impl InProcessCallTimer {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Connects the timer to the handlers' dependencies; a weak reference, so the two do not keep each other alive.
+    pub fn bind(&self, deps: &Arc<Deps>) {
+        let _ = self.deps.set(Arc::downgrade(deps));
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("call timer is not bound to handler dependencies")]
+struct UnboundTimer;
+
+#[async_trait]
+impl CallTimer for InProcessCallTimer {
+    async fn schedule_missed_check(&self, call_id: &str, after_seconds: u64) -> Result<(), BoxError> {
+        let deps = self.deps.get().cloned().ok_or(UnboundTimer)?;
+        let call_id = call_id.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(after_seconds)).await;
+            // The harness may have shut down while the call rang; then there is nobody left to tell.
+            if let Some(deps) = deps.upgrade()
+                && let Err(error) = expire_if_unanswered(&deps, &call_id).await
+            {
+                tracing::warn!(call_id, error = %error, "missed-call check failed");
+            }
+        });
+        Ok(())
+    }
+}
+
+fn call_json(call: &CallRecord) -> Value {
+    json!({
+        "callId": call.call_id,
+        "callerId": call.caller,
+        "recipientId": call.recipient,
+        "callType": call.call_type,
+        "visitId": call.visit_id,
+        "state": call.state,
+        "createdAt": iso(&call.created_at),
+        "answeredAt": call.answered_at.as_ref().map(iso),
+        "endedAt": call.ended_at.as_ref().map(iso),
+    })
+}
+
+/// Sends a frame to every connection of the given users, except one connection (usually the sender's).
+async fn tell_users(deps: &Deps, users: &[&UserId], frame: &ServerFrame, except: Option<&crate::ids::ConnectionId>) {
+    let mut targets = Vec::new();
+    for user in users {
+        match deps.store.user_connections(user).await {
+            Ok(connections) => targets.extend(connections.into_iter().map(|c| c.connection_id)),
+            Err(error) => {
+                tracing::warn!(user_id = %user, error = %error, "could not list connections for a call event")
+            }
+        }
+    }
+    targets.retain(|c| Some(c) != except);
+    deps.deliver(targets, frame).await;
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct InitiateRequest {
+    recipient_id: String,
+    call_type: CallType,
+    #[serde(default)]
+    visit_id: Option<String>,
+}
+
+/// `call:initiate {recipientId, callType, visitId?}` → ack `{callId, state}`; `call:incoming` to every connection of
+/// the recipient.
+pub async fn initiate(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
+    let request: InitiateRequest = parse_data(data)?;
+    let recipient =
+        UserId::parse(request.recipient_id).map_err(|_| ActionError::invalid("recipientId is not a valid user id"))?;
+    let me = &caller.identity.user_id;
+    if &recipient == me {
+        return Err(ActionError::invalid("you cannot call yourself"));
+    }
+    if request.visit_id.as_ref().is_some_and(|v| v.is_empty() || v.len() > 128) {
+        return Err(ActionError::invalid("visitId must be 1 to 128 characters"));
+    }
+    let (visible, _) = partition_visible(deps, me, vec![recipient.clone()]).await?;
+    if visible.is_empty() {
+        return Err(ActionError::forbidden("you can only call users you share a room with"));
+    }
+    let now = chrono::Utc::now();
+    let call = CallRecord {
+        call_id: uuid::Uuid::now_v7().to_string(),
+        caller: me.clone(),
+        recipient: recipient.clone(),
+        call_type: request.call_type,
+        visit_id: request.visit_id,
+        state: CallState::Initiating,
+        created_at: now,
+        answered_at: None,
+        ended_at: None,
+    };
+    deps.store.create_call(&call).await?;
+
+    let recipient_connections = deps.store.user_connections(&recipient).await?;
+    if recipient_connections.is_empty() {
+        let missed = transition(deps, &call.call_id, &[CallState::Initiating], CallState::Missed).await?;
+        announce_missed(deps, &missed).await?;
+        return Ok(json!({"callId": missed.call_id, "state": missed.state, "reason": "recipient is offline"}));
+    }
+    let ringing = transition(deps, &call.call_id, &[CallState::Initiating], CallState::Ringing).await?;
+    let incoming = ServerFrame::event(
+        events::CALL_INCOMING,
+        json!({
+            "callId": ringing.call_id,
+            "callerId": me,
+            "caller": caller.identity.profile(),
+            "callType": ringing.call_type,
+            "visitId": ringing.visit_id,
+            "ringSeconds": deps.config.call_ring_seconds,
+        }),
+    );
+    deps.deliver(recipient_connections.into_iter().map(|c| c.connection_id).collect(), &incoming).await;
+    if let Err(error) = deps.call_timer.schedule_missed_check(&ringing.call_id, deps.config.call_ring_seconds).await {
+        // Without the timer the call would ring forever: fail it now rather than leave it hanging.
+        tracing::error!(error = %error, "could not schedule the missed-call check");
+        transition(deps, &ringing.call_id, &[CallState::Ringing], CallState::Failed).await?;
+        return Err(ActionError::new(ErrorCode::Internal, "could not start the call; try again"));
+    }
+    tracing::info!(call_id = %ringing.call_id, "call ringing");
+    Ok(json!({"callId": ringing.call_id, "state": ringing.state}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CallRequest {
+    call_id: String,
+}
+
+async fn load_call(deps: &Deps, caller: &Caller, data: Value) -> Result<CallRecord, ActionError> {
+    let request: CallRequest = parse_data(data)?;
+    let call = deps
+        .store
+        .get_call(&request.call_id)
+        .await?
+        .ok_or_else(|| ActionError::not_found(format!("call {} not found", request.call_id)))?;
+    let me = &caller.identity.user_id;
+    if &call.caller != me && &call.recipient != me {
+        // Outsiders learn nothing about calls they are not part of, not even that they exist.
+        return Err(ActionError::not_found(format!("call {} not found", call.call_id)));
+    }
+    Ok(call)
+}
+
+/// A conditional transition whose lost race becomes a `CONFLICT` naming the state the call is really in.
+async fn transition(deps: &Deps, call_id: &str, from: &[CallState], to: CallState) -> Result<CallRecord, ActionError> {
+    let change = CallTransition { from: from.to_vec(), to, at: chrono::Utc::now() };
+    match deps.store.transition_call(call_id, &change).await {
+        Ok(call) => Ok(call),
+        Err(StoreError::ConditionFailed) => {
+            let state = deps.store.get_call(call_id).await?.map(|c| c.state.as_str()).unwrap_or("unknown");
+            Err(ActionError::new(ErrorCode::Conflict, format!("call is {state}; it cannot become {to}")))
+        }
+        Err(StoreError::NotFound) => Err(ActionError::not_found(format!("call {call_id} not found"))),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// `call:accept {callId}` (recipient only) → ack with the call; `call:accepted` to the caller and to the recipient's
+/// other connections, so other devices stop ringing. Both parties become `in_call`.
+pub async fn accept(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
+    let call = load_call(deps, caller, data).await?;
+    if call.recipient != caller.identity.user_id {
+        return Err(ActionError::forbidden("only the recipient can accept a call"));
+    }
+    let call = transition(deps, &call.call_id, &[CallState::Ringing], CallState::Accepted).await?;
+    let frame = ServerFrame::event(
+        events::CALL_ACCEPTED,
+        json!({"callId": call.call_id, "acceptedBy": caller.identity.user_id, "acceptedByConnection": caller.id()}),
+    );
+    tell_users(deps, &[&call.caller, &call.recipient], &frame, Some(caller.id())).await;
+    for user in [&call.caller, &call.recipient] {
+        set_status(deps, user, PresenceStatus::InCall).await?;
+    }
+    Ok(call_json(&call))
+}
+
+/// `call:reject {callId}` (recipient only) → `call:rejected` to the caller and the recipient's other connections.
+pub async fn reject(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
+    let call = load_call(deps, caller, data).await?;
+    if call.recipient != caller.identity.user_id {
+        return Err(ActionError::forbidden("only the recipient can reject a call"));
+    }
+    let call = transition(deps, &call.call_id, &[CallState::Ringing], CallState::Rejected).await?;
+    let frame = ServerFrame::event(
+        events::CALL_REJECTED,
+        json!({"callId": call.call_id, "rejectedBy": caller.identity.user_id}),
+    );
+    tell_users(deps, &[&call.caller, &call.recipient], &frame, Some(caller.id())).await;
+    Ok(call_json(&call))
+}
+
+/// `call:end {callId}` (either party) → `call:ended {callId, endedBy, duration}` to both parties' other connections.
+/// Ending a ringing call cancels it (duration 0). Both parties leave `in_call`.
+pub async fn end(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
+    let call = load_call(deps, caller, data).await?;
+    let was_connected = matches!(call.state, CallState::Accepted | CallState::InProgress);
+    let call = transition(
+        deps,
+        &call.call_id,
+        &[CallState::Ringing, CallState::Accepted, CallState::InProgress],
+        CallState::Ended,
+    )
+    .await?;
+    let duration = match (call.answered_at, call.ended_at) {
+        (Some(answered), Some(ended)) => (ended - answered).num_seconds().max(0),
+        _ => 0,
+    };
+    let frame = ServerFrame::event(
+        events::CALL_ENDED,
+        json!({"callId": call.call_id, "endedBy": caller.identity.user_id, "duration": duration}),
+    );
+    tell_users(deps, &[&call.caller, &call.recipient], &frame, Some(caller.id())).await;
+    if was_connected {
+        for user in [&call.caller, &call.recipient] {
+            set_status(deps, user, PresenceStatus::Online).await?;
+        }
+    }
+    let mut answer = call_json(&call);
+    if let Value::Object(map) = &mut answer {
+        map.insert("duration".to_owned(), json!(duration));
+    }
+    Ok(answer)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SignalRequest {
+    call_id: String,
+    payload: Value,
+}
+
+/// `call:signal {callId, payload}` → `call:signal {callId, from, payload}` to the other party's connections only.
+/// The first signal after acceptance moves the call to `in_progress`.
+pub async fn signal(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
+    let request: SignalRequest = parse_data(data)?;
+    if request.payload.is_null() {
+        return Err(ActionError::invalid("payload is required"));
+    }
+    let size = request.payload.to_string().len();
+    let max = deps.config.limits.max_signal_bytes;
+    if size > max {
+        return Err(ActionError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("payload is {size} bytes; the limit is {max}"),
+        ));
+    }
+    let call = load_call(deps, caller, json!({"callId": request.call_id})).await?;
+    if !matches!(call.state, CallState::Ringing | CallState::Accepted | CallState::InProgress) {
+        return Err(ActionError::new(
+            ErrorCode::Conflict,
+            format!("call is {}; signals are no longer relayed", call.state),
+        ));
+    }
+    if call.state == CallState::Accepted {
+        // Losing this race only means another signal already moved the call on.
+        let change =
+            CallTransition { from: vec![CallState::Accepted], to: CallState::InProgress, at: chrono::Utc::now() };
+        match deps.store.transition_call(&call.call_id, &change).await {
+            Ok(_) | Err(StoreError::ConditionFailed) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    let me = &caller.identity.user_id;
+    let other = if &call.caller == me { &call.recipient } else { &call.caller };
+    let connections = deps.store.user_connections(other).await?;
+    let frame = ServerFrame::event(
+        events::CALL_SIGNAL,
+        json!({"callId": call.call_id, "from": me, "payload": request.payload}),
+    );
+    let report = deps.deliver(connections.into_iter().map(|c| c.connection_id).collect(), &frame).await;
+    Ok(json!({"callId": call.call_id, "relayed": report.delivered.len()}))
+}
+
+/// Turns a call still ringing into a missed one and tells both parties. Called by the [`CallTimer`] when the ring
+/// time is up; harmless when the call was answered, rejected or ended in the meantime.
+pub async fn expire_if_unanswered(deps: &Deps, call_id: &str) -> Result<(), HandlerError> {
+    let change = CallTransition { from: vec![CallState::Ringing], to: CallState::Missed, at: chrono::Utc::now() };
+    match deps.store.transition_call(call_id, &change).await {
+        Ok(call) => announce_missed(deps, &call).await,
+        Err(StoreError::ConditionFailed | StoreError::NotFound) => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+async fn announce_missed(deps: &Deps, call: &CallRecord) -> Result<(), HandlerError> {
+    tracing::info!(call_id = %call.call_id, "call missed");
+    let frame = ServerFrame::event(
+        events::CALL_MISSED,
+        json!({"callId": call.call_id, "callerId": call.caller, "recipientId": call.recipient, "callType": call.call_type}),
+    );
+    tell_users(deps, &[&call.caller, &call.recipient], &frame, None).await;
+    let note = NotificationInput {
+        title: "Missed call".to_owned(),
+        message: format!(
+            "You missed a {} call",
+            match call.call_type {
+                CallType::Audio => "voice",
+                CallType::Video => "video",
+            }
+        ),
+        kind: Some("call:missed".to_owned()),
+        data: Some(json!({"callId": call.call_id, "callerId": call.caller})),
+    };
+    notify(deps, std::slice::from_ref(&call.recipient), &note).await?;
+    Ok(())
 }

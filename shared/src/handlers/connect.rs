@@ -1,1 +1,60 @@
-//! connect: being written.
+//! `$connect`: records the connection, joins its automatic rooms (own user room, role rooms, token rooms) and tells
+//! presence subscribers the user came online.
+//!
+//! API Gateway refuses any `PostToConnection` to the connecting client until this returns, so the welcome frame is
+//! sent later, in answer to the client's `hello`.
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+
+use super::caller::{caller_of, refusal, response};
+use super::{Deps, HandlerError, presence};
+use crate::auth::{TokenSource, extract_token};
+
+#[tracing::instrument(name = "connect", skip_all, fields(connection_id, user_id))]
+pub async fn handle(
+    deps: &Deps,
+    event: ApiGatewayWebsocketProxyRequest,
+) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    let caller = match caller_of(&event, &deps.config) {
+        Ok(caller) => caller,
+        // Without the authorizer's identity the route is misconfigured or was called directly: refuse, never guess.
+        Err(error) => {
+            tracing::warn!(%error, "connect refused");
+            return Ok(refusal(401, "UNAUTHORIZED", "Authentication error: Missing token"));
+        }
+    };
+    let span = tracing::Span::current();
+    span.record("connection_id", caller.id().as_str());
+    span.record("user_id", caller.identity.user_id.as_str());
+
+    if let Some(origin) = event.headers.get(http::header::ORIGIN).and_then(|o| o.to_str().ok())
+        && !deps.config.cors_origins.is_empty()
+        && !deps.config.cors_origins.iter().any(|allowed| allowed == origin)
+    {
+        tracing::info!(origin, "connect refused: origin not allowed");
+        return Ok(refusal(403, "FORBIDDEN", "origin not allowed"));
+    }
+
+    let rooms = deps.config.role_rooms.auto_rooms(&caller.identity);
+    if let Err(error) = deps.store.put_connection(&caller.connection, &rooms).await {
+        tracing::error!(error = %error, source = ?std::error::Error::source(&error), "connect failed: store");
+        return Ok(refusal(500, "INTERNAL", "could not record the connection; try again"));
+    }
+    tracing::info!(n_rooms = rooms.len(), "connected");
+
+    // Telling subscribers is best effort: the connection is already recorded and usable.
+    if let Err(error) = presence::on_connected(deps, &caller).await {
+        tracing::warn!(error = %error, "presence update after connect failed");
+    }
+
+    let mut answer = response(200, None);
+    // A browser that offered subprotocols fails the handshake unless one is selected: echo ours when offered.
+    let query =
+        event.query_string_parameters.first("token").map(|t| ("token".to_owned(), t.to_owned())).into_iter().collect();
+    if let Some((_, TokenSource::Subprotocol { echo: Some(protocol) })) = extract_token(&query, &event.headers)
+        && let Ok(value) = http::HeaderValue::from_str(&protocol)
+    {
+        answer.headers.insert(http::header::SEC_WEBSOCKET_PROTOCOL, value);
+    }
+    Ok(answer)
+}

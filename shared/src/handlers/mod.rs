@@ -21,11 +21,15 @@ use crate::push::{FanOutReport, Pusher, fan_out};
 use crate::store::{Store, StoreError};
 
 pub mod authorizer;
+pub mod caller;
 pub mod calls;
+pub mod chat;
 pub mod connect;
 pub mod disconnect;
 pub mod emit;
+pub mod membership;
 pub mod message;
+pub mod notifications;
 pub mod presence;
 
 /// Everything a handler needs, built once per process.
@@ -76,4 +80,9 @@ pub enum HandlerError {
     Store(#[from] StoreError),
     #[error("event is missing {0}")]
     MalformedEvent(&'static str),
+}
+
+/// The current time as clients see it: ISO 8601 UTC with milliseconds.
+pub fn now_iso() -> String {
+    chat::iso(&Utc::now())
 }

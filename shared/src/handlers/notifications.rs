@@ -1,0 +1,170 @@
+//! Notifications: stored per user, announced as `notification:new` on the user's room, listed and marked read from
+//! any of the user's connections. Unread counts come from the store, which keeps them exact under retries.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::caller::Caller;
+use super::chat::iso;
+use super::message::{ActionError, ActionResult};
+use super::{Deps, HandlerError};
+use crate::ids::UserId;
+use crate::protocol::{ServerFrame, events, parse_data};
+use crate::rooms::RoomName;
+use crate::store::{Notification, NotificationQuery, NotificationSelector};
+
+const MAX_TITLE_CHARS: usize = 200;
+const MAX_MESSAGE_CHARS: usize = 2000;
+const MAX_READ_IDS: usize = 100;
+
+/// A notification to create, as internal services describe it.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NotificationInput {
+    pub title: String,
+    pub message: String,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub data: Option<Value>,
+}
+
+impl NotificationInput {
+    /// Checks sizes; the message names the offending field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.title.trim().is_empty() || self.title.chars().count() > MAX_TITLE_CHARS {
+            return Err(format!("notification.title must be 1 to {MAX_TITLE_CHARS} characters"));
+        }
+        if self.message.chars().count() > MAX_MESSAGE_CHARS {
+            return Err(format!("notification.message must be at most {MAX_MESSAGE_CHARS} characters"));
+        }
+        Ok(())
+    }
+}
+
+/// The wire form of a stored notification.
+pub fn notification_json(n: &Notification) -> Value {
+    json!({
+        "id": n.id,
+        "title": n.title,
+        "message": n.message,
+        "kind": n.kind,
+        "data": n.data,
+        "read": n.read,
+        "createdAt": iso(&n.created_at),
+    })
+}
+
+/// Stores one notification per user and pushes `notification:new` (with the new unread count) to each user's room.
+/// Returns the stored notifications.
+pub async fn notify(
+    deps: &Deps,
+    users: &[UserId],
+    input: &NotificationInput,
+) -> Result<Vec<Notification>, HandlerError> {
+    let mut stored = Vec::with_capacity(users.len());
+    for user in users {
+        let notification = Notification {
+            id: uuid::Uuid::now_v7().to_string(),
+            user_id: user.clone(),
+            title: input.title.clone(),
+            message: input.message.clone(),
+            kind: input.kind.clone(),
+            data: input.data.clone().unwrap_or(Value::Null),
+            read: false,
+            created_at: chrono::Utc::now(),
+        };
+        deps.store.add_notification(&notification).await?;
+        let unread = deps.store.unread_notifications(user).await?;
+        let mut payload = notification_json(&notification);
+        if let Value::Object(map) = &mut payload {
+            map.insert("unreadCount".to_owned(), json!(unread));
+        }
+        let frame = ServerFrame::event(events::NOTIFICATION_NEW, payload);
+        let targets = deps.store.room_members(&RoomName::for_user(user)).await?;
+        deps.deliver(targets.into_iter().map(|m| m.connection_id).collect(), &frame).await;
+        stored.push(notification);
+    }
+    Ok(stored)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ListRequest {
+    #[serde(default)]
+    unread_only: bool,
+    #[serde(default)]
+    before: Option<String>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// `notification:list {unreadOnly?, before?, limit?}` → ack `{notifications, unreadCount, nextBefore}`, newest first.
+pub async fn list(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
+    let request: ListRequest = parse_data(data)?;
+    list_for(deps, &caller.identity.user_id, request.unread_only, request.before, request.limit).await
+}
+
+/// Shared by the socket action and `GET /me/notifications`.
+pub async fn list_for(
+    deps: &Deps,
+    user: &UserId,
+    unread_only: bool,
+    before: Option<String>,
+    limit: Option<u32>,
+) -> ActionResult {
+    let max = deps.config.limits.max_page;
+    let limit = limit.unwrap_or(20);
+    if limit == 0 || limit > max {
+        return Err(ActionError::invalid(format!("limit must be between 1 and {max}")));
+    }
+    let query = NotificationQuery { unread_only, before_id: before, limit: limit + 1 };
+    let mut items = deps.store.list_notifications(user, &query).await?;
+    let has_more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next_before = if has_more { items.last().map(|n| n.id.clone()) } else { None };
+    Ok(json!({
+        "notifications": items.iter().map(notification_json).collect::<Vec<_>>(),
+        "unreadCount": deps.store.unread_notifications(user).await?,
+        "nextBefore": next_before,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReadRequest {
+    #[serde(default)]
+    pub notification_id: Option<String>,
+    #[serde(default)]
+    pub notification_ids: Option<Vec<String>>,
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// `notification:read {notificationId | notificationIds | all: true}` → ack `{updated, unreadCount}`.
+pub async fn read(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
+    let request: ReadRequest = parse_data(data)?;
+    read_for(deps, &caller.identity.user_id, request).await
+}
+
+/// Shared by the socket action and `POST /me/notifications/read`.
+pub async fn read_for(deps: &Deps, user: &UserId, request: ReadRequest) -> ActionResult {
+    let selector = match (request.notification_id, request.notification_ids, request.all) {
+        (None, None, true) => NotificationSelector::All,
+        (Some(id), None, false) => NotificationSelector::Ids(vec![id]),
+        (None, Some(ids), false) if !ids.is_empty() && ids.len() <= MAX_READ_IDS => NotificationSelector::Ids(ids),
+        _ => {
+            return Err(ActionError::invalid(format!(
+                "give exactly one of notificationId, notificationIds (1 to {MAX_READ_IDS}) or all: true"
+            )));
+        }
+    };
+    let updated = deps.store.mark_notifications_read(user, &selector).await?;
+    Ok(json!({"updated": updated, "unreadCount": deps.store.unread_notifications(user).await?}))
+}
+
+/// `notification:unreadCount` → ack `{unreadCount}`.
+pub async fn unread_count(deps: &Deps, caller: &Caller) -> ActionResult {
+    Ok(json!({"unreadCount": deps.store.unread_notifications(&caller.identity.user_id).await?}))
+}
