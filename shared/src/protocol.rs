@@ -269,7 +269,14 @@ pub fn parse_client_frame(body: &str) -> Result<ClientFrame, RejectedFrame> {
 /// A missing `data` is treated as `{}` so that actions whose fields are all optional need no payload.
 pub fn parse_data<T: DeserializeOwned>(data: Value) -> Result<T, ProtocolError> {
     let data = if data.is_null() { Value::Object(Default::default()) } else { data };
-    serde_json::from_value(data).map_err(|e| ProtocolError::InvalidData(json_error_summary(&e)))
+    // The path names the offending field even for type errors, which serde alone reports without a field name.
+    serde_path_to_error::deserialize(data).map_err(|e| {
+        let inner = json_error_summary(e.inner());
+        match e.path().to_string().as_str() {
+            "." => ProtocolError::InvalidData(inner),
+            path => ProtocolError::InvalidData(format!("{path}: {inner}")),
+        }
+    })
 }
 
 /// serde_json appends "at line 1 column 7" to its messages; for one-line frames that is noise, not help.
@@ -392,7 +399,7 @@ mod tests {
         assert_eq!(missing, ProtocolError::InvalidData("missing field `room`".into()));
         let wrong = parse_data::<Join>(json!({"room": 5})).expect_err("wrong type");
         assert_eq!(wrong.code(), ErrorCode::InvalidData);
-        assert!(wrong.to_string().contains("expected a string"), "{wrong}");
+        assert_eq!(wrong.to_string(), "invalid data: room: invalid type: integer `5`, expected a string");
         let null = parse_data::<Join>(Value::Null).expect_err("null data");
         assert_eq!(null.code(), ErrorCode::InvalidData);
     }

@@ -1,1 +1,10 @@
-//! End-to-end tests.
+//! End-to-end tests: real `tokio-tungstenite` clients and HTTP clients against the local harness, spawned on
+//! `127.0.0.1:0` with fresh state for every test. Set `TEST_LOG=1` to see the harness's logs.
+
+mod helpers;
+
+mod emit;
+mod emulation;
+mod http_api;
+mod protocol;
+mod sdk_pusher;

@@ -45,6 +45,18 @@ impl InProcessCallTimer {
     }
 }
 
+/// The Lambda functions' timer: schedules nothing. A Lambda cannot keep a task alive after it answers, so without a
+/// delay queue consumer, a ringing call past its ring time is expired the next time anyone touches it (see
+/// [`load_call`]), and both parties are told then.
+pub struct OnTouchCallTimer;
+
+#[async_trait]
+impl CallTimer for OnTouchCallTimer {
+    async fn schedule_missed_check(&self, _call_id: &str, _after_seconds: u64) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("call timer is not bound to handler dependencies")]
 struct UnboundTimer;
@@ -182,6 +194,16 @@ async fn load_call(deps: &Deps, caller: &Caller, data: Value) -> Result<CallReco
     if &call.caller != me && &call.recipient != me {
         // Outsiders learn nothing about calls they are not part of, not even that they exist.
         return Err(ActionError::not_found(format!("call {} not found", call.call_id)));
+    }
+    let ring = chrono::Duration::seconds(i64::try_from(deps.config.call_ring_seconds).unwrap_or(i64::MAX / 2));
+    if call.state == CallState::Ringing && chrono::Utc::now() > call.created_at + ring {
+        // The timer may not have fired (or may not exist, in Lambda): the ring time is the rule, not the timer.
+        expire_if_unanswered(deps, &call.call_id).await?;
+        return deps
+            .store
+            .get_call(&call.call_id)
+            .await?
+            .ok_or_else(|| ActionError::not_found(format!("call {} not found", call.call_id)));
     }
     Ok(call)
 }

@@ -54,6 +54,17 @@ impl Deps {
         Self { config: Arc::new(config), store, pusher, verifier, call_timer, started_at: Utc::now() }
     }
 
+    /// The cloud wiring every Lambda shares: DynamoDB store, Management API pusher at `WS_ENDPOINT`, and the
+    /// on-touch call timer.
+    pub async fn for_lambda(config: Config) -> Result<Self, crate::config::ConfigError> {
+        let endpoint = config.management_endpoint.clone().ok_or(crate::config::ConfigError::Missing("WS_ENDPOINT"))?;
+        let store =
+            crate::store::dynamo::DynamoStore::from_config(&config.table_name, config.dynamodb_endpoint.as_deref())
+                .await;
+        let pusher = crate::push::apigw::ApiGatewayPusher::for_endpoint(&endpoint).await;
+        Ok(Self::new(config, Arc::new(store), Arc::new(pusher), Arc::new(calls::OnTouchCallTimer)))
+    }
+
     /// Sends one frame to many connections and prunes those that are gone. Returns the fan-out report.
     pub async fn deliver(&self, targets: Vec<ConnectionId>, frame: &ServerFrame) -> FanOutReport {
         let payload = Bytes::from(frame.to_json());
@@ -85,4 +96,23 @@ pub enum HandlerError {
 /// The current time as clients see it: ISO 8601 UTC with milliseconds.
 pub fn now_iso() -> String {
     chat::iso(&Utc::now())
+}
+
+/// How the Lambda runtime reports an unexpected handler failure: a stable type, and a message without internals.
+impl From<HandlerError> for lambda_runtime::Diagnostic {
+    fn from(error: HandlerError) -> Self {
+        let error_type = match &error {
+            HandlerError::Store(_) => "StoreError",
+            HandlerError::MalformedEvent(_) => "MalformedEvent",
+        };
+        tracing::error!(error = %error, source = ?std::error::Error::source(&error), "handler failed");
+        lambda_runtime::Diagnostic { error_type: error_type.to_owned(), error_message: error.to_string() }
+    }
+}
+
+/// API Gateway answers 401 only when the authorizer fails with exactly the message `Unauthorized`.
+impl From<authorizer::AuthorizerError> for lambda_runtime::Diagnostic {
+    fn from(error: authorizer::AuthorizerError) -> Self {
+        lambda_runtime::Diagnostic { error_type: "Unauthorized".to_owned(), error_message: error.to_string() }
+    }
 }

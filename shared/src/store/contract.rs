@@ -1,1 +1,695 @@
-//! Store contract suite: placeholder until it lands.
+//! The backend-agnostic contract suite of the store port: what every [`Store`] adapter must do, written once and run
+//! by each adapter's tests.
+//!
+//! Each case takes `&dyn Store` and names everything it creates with a fresh UUID, so all cases can share one store,
+//! even a DynamoDB table holding data from earlier runs, and can run in any order. The only store-wide state is the
+//! counters behind [`Store::stats`]: the cases assert on deltas, and [`stats_count_connections_rooms_messages`]
+//! needs the store to itself while it runs (as [`run_all`] does) because its exact deltas would see concurrent
+//! writers. Timestamps are truncated to milliseconds before they are stored, the precision every adapter keeps.
+//! The suite asserts nothing about order where the port promises none; it sorts both sides instead.
+//!
+//! Panicking is how a case fails, so `expect` is used freely here.
+
+use chrono::{DateTime, Duration, Utc};
+use futures::future::join_all;
+use serde_json::json;
+
+use super::{
+    CallRecord, CallState, CallTransition, CallType, ConnectionRecord, HistoryQuery, IdempotencyClaim, Member,
+    NewRoomEvent, Notification, NotificationQuery, NotificationSelector, PresenceRecord, PresenceStatus, RoomEvent,
+    Store, StoreError,
+};
+use crate::ids::{ConnectionId, UserId};
+use crate::rooms::RoomName;
+
+/// Runs every case in sequence against one store.
+pub async fn run_all(store: &dyn Store) {
+    connect_join_leave(store).await;
+    put_connection_joins_auto_rooms_and_counts_stats(store).await;
+    delete_connection_removes_every_membership_and_is_idempotent(store).await;
+    join_room_of_an_unknown_connection_is_not_found(store).await;
+    last_connection_of_user_is_reported(store).await;
+    room_members_lists_every_page(store).await;
+    grants_and_revokes(store).await;
+    participation_and_user_rooms_include_grants(store).await;
+    append_event_allocates_gapless_seq(store).await;
+    append_event_is_idempotent_per_client_msg_id(store).await;
+    concurrent_appends_get_distinct_seqs(store).await;
+    history_pages_latest_before_after(store).await;
+    get_event_by_id(store).await;
+    count_unread_excludes_own_and_read(store).await;
+    read_watermark_never_goes_down(store).await;
+    idempotency_claim_complete_release(store).await;
+    stats_count_connections_rooms_messages(store).await;
+    presence_set_and_get(store).await;
+    notifications_list_page_filter_and_mark_read(store).await;
+    calls_transition_conditionally(store).await;
+}
+
+// ---- connections and membership ---------------------------------------------------------------------------------
+
+pub async fn connect_join_leave(store: &dyn Store) {
+    let user = user("join");
+    let conn = connection(&user);
+    let own = RoomName::for_user(&user);
+    let topic = room("topic");
+    store.put_connection(&conn, std::slice::from_ref(&own)).await.expect("put connection");
+
+    assert_eq!(store.get_connection(&conn.connection_id).await.expect("get"), Some(conn.clone()));
+    assert!(store.get_connection(&connection_id()).await.expect("get unknown").is_none());
+    assert_eq!(store.user_connections(&user).await.expect("user connections"), std::slice::from_ref(&conn));
+    assert!(store.all_connections().await.expect("all connections").contains(&conn.connection_id));
+
+    assert!(store.join_room(&conn, &topic).await.expect("join"), "first join is new");
+    assert!(!store.join_room(&conn, &topic).await.expect("join again"), "second join reports already a member");
+    assert_eq!(store.room_members(&topic).await.expect("members"), [member(&conn)]);
+    assert_eq!(
+        sorted(store.connection_rooms(&conn.connection_id).await.expect("rooms")),
+        sorted(vec![own, topic.clone()])
+    );
+
+    assert!(store.leave_room(&conn.connection_id, &topic).await.expect("leave"), "leaving a joined room");
+    assert!(!store.leave_room(&conn.connection_id, &topic).await.expect("leave again"), "leaving twice");
+    assert!(store.room_members(&topic).await.expect("members after leave").is_empty());
+
+    store.delete_connection(&conn.connection_id).await.expect("cleanup");
+}
+
+pub async fn put_connection_joins_auto_rooms_and_counts_stats(store: &dyn Store) {
+    let user = user("auto");
+    let conn = connection(&user);
+    let rooms = vec![RoomName::for_user(&user), room("customer")];
+    let before = store.stats().await.expect("stats before");
+
+    store.put_connection(&conn, &rooms).await.expect("put connection");
+
+    for room in &rooms {
+        assert_eq!(store.room_members(room).await.expect("members"), [member(&conn)], "{room}");
+    }
+    assert_eq!(sorted(store.connection_rooms(&conn.connection_id).await.expect("rooms")), sorted(rooms.clone()));
+    let after = store.stats().await.expect("stats after");
+    // Other writers may share the store, so only a lower bound holds for the monotonic counter.
+    assert!(after.total_connections > before.total_connections, "{before:?} -> {after:?}");
+
+    // Re-putting the same id replaces the record and adds the new rooms.
+    let replaced = ConnectionRecord { role: Some("provider".to_owned()), ..conn.clone() };
+    let extra = room("provider");
+    store.put_connection(&replaced, std::slice::from_ref(&extra)).await.expect("re-put connection");
+    assert_eq!(store.get_connection(&conn.connection_id).await.expect("get"), Some(replaced.clone()));
+    assert_eq!(store.user_connections(&user).await.expect("user connections"), [replaced]);
+    assert_eq!(store.room_members(&extra).await.expect("members of new room"), [member(&conn)]);
+
+    store.delete_connection(&conn.connection_id).await.expect("cleanup");
+}
+
+pub async fn delete_connection_removes_every_membership_and_is_idempotent(store: &dyn Store) {
+    let user = user("delete");
+    let conn = connection(&user);
+    let (a, b, c) = (room("topic"), room("booking"), room("visit"));
+    store.put_connection(&conn, &[a.clone(), b.clone()]).await.expect("put connection");
+    store.join_room(&conn, &c).await.expect("join");
+
+    let removed = store.delete_connection(&conn.connection_id).await.expect("delete").expect("connection existed");
+
+    assert_eq!(removed.record, conn);
+    // The port promises no order for the rooms left.
+    assert_eq!(sorted(removed.rooms), sorted(vec![a.clone(), b, c]));
+    assert!(removed.last_of_user);
+    assert!(store.get_connection(&conn.connection_id).await.expect("get").is_none());
+    assert!(store.connection_rooms(&conn.connection_id).await.expect("rooms").is_empty());
+    assert!(store.room_members(&a).await.expect("members").is_empty());
+    assert!(store.user_connections(&user).await.expect("user connections").is_empty());
+    assert!(!store.all_connections().await.expect("all").contains(&conn.connection_id));
+    assert!(store.delete_connection(&conn.connection_id).await.expect("delete again").is_none());
+}
+
+pub async fn join_room_of_an_unknown_connection_is_not_found(store: &dyn Store) {
+    // A membership must not outlive its connection: it would keep the room active and in fan-out forever.
+    let ghost = connection(&user("ghost"));
+    let topic = room("topic");
+
+    let joined = store.join_room(&ghost, &topic).await;
+
+    assert!(matches!(joined, Err(StoreError::NotFound)), "{joined:?}");
+    assert!(store.room_members(&topic).await.expect("members").is_empty());
+    assert!(store.connection_rooms(&ghost.connection_id).await.expect("rooms").is_empty());
+    assert!(store.get_connection(&ghost.connection_id).await.expect("get").is_none());
+}
+
+pub async fn last_connection_of_user_is_reported(store: &dyn Store) {
+    let user = user("last");
+    let (first, second) = (connection(&user), connection(&user));
+    let own = RoomName::for_user(&user);
+    store.put_connection(&first, std::slice::from_ref(&own)).await.expect("put first");
+    store.put_connection(&second, std::slice::from_ref(&own)).await.expect("put second");
+
+    assert_eq!(
+        by_connection(store.user_connections(&user).await.expect("user connections")),
+        by_connection(vec![first.clone(), second.clone()])
+    );
+    assert_eq!(sorted(store.room_members(&own).await.expect("members")), sorted(vec![member(&first), member(&second)]));
+
+    let removed = store.delete_connection(&first.connection_id).await.expect("delete first").expect("existed");
+    assert!(!removed.last_of_user, "the user still has a connection");
+    let removed = store.delete_connection(&second.connection_id).await.expect("delete second").expect("existed");
+    assert!(removed.last_of_user, "the user is now offline");
+}
+
+pub async fn room_members_lists_every_page(store: &dyn Store) {
+    // 300 members: enough that an adapter which reads only the first page of a paginated query, or caps its page
+    // size, comes up short.
+    let crowd = room("topic");
+    let users: Vec<UserId> = (0..7).map(|_| user("crowd")).collect();
+    let conns: Vec<ConnectionRecord> = (0..300).map(|i| connection(&users[i % users.len()])).collect();
+    for chunk in conns.chunks(25) {
+        let puts = chunk.iter().map(|conn| store.put_connection(conn, std::slice::from_ref(&crowd)));
+        for result in join_all(puts).await {
+            result.expect("put connection");
+        }
+    }
+
+    let members = store.room_members(&crowd).await.expect("members");
+
+    assert_eq!(members.len(), conns.len());
+    assert_eq!(sorted(members), sorted(conns.iter().map(member).collect()));
+    for chunk in conns.chunks(25) {
+        for result in join_all(chunk.iter().map(|conn| store.delete_connection(&conn.connection_id))).await {
+            assert!(result.expect("delete").is_some());
+        }
+    }
+    assert!(store.room_members(&crowd).await.expect("members after cleanup").is_empty());
+}
+
+// ---- grants and participation -----------------------------------------------------------------------------------
+
+pub async fn grants_and_revokes(store: &dyn Store) {
+    let booking = room("booking");
+    let (u1, u2, u3) = (user("grant"), user("grant"), user("grant"));
+
+    store.grant(&booking, &[u1.clone(), u2.clone()]).await.expect("grant");
+    store.grant(&booking, std::slice::from_ref(&u1)).await.expect("granting twice is harmless");
+
+    assert!(store.is_granted(&booking, &u1).await.expect("is granted"));
+    assert!(!store.is_granted(&booking, &u3).await.expect("is granted to a stranger"));
+    assert!(!store.is_granted(&room("booking"), &u1).await.expect("is granted elsewhere"));
+    assert_eq!(sorted(store.room_grants(&booking).await.expect("grants")), sorted(vec![u1.clone(), u2.clone()]));
+
+    store.revoke(&booking, &[u1.clone(), u3]).await.expect("revoking a missing grant is harmless");
+
+    assert!(!store.is_granted(&booking, &u1).await.expect("is granted after revoke"));
+    assert_eq!(store.room_grants(&booking).await.expect("grants after revoke"), [u2]);
+    assert!(store.room_grants(&room("booking")).await.expect("grants of an unknown room").is_empty());
+}
+
+pub async fn participation_and_user_rooms_include_grants(store: &dyn Store) {
+    let (me, other) = (user("rooms"), user("rooms"));
+    let (joined, granted, foreign) = (room("topic"), room("booking"), room("topic"));
+
+    store.record_participation(&me, &joined).await.expect("participation");
+    store.record_participation(&me, &joined).await.expect("recording twice is harmless");
+    store.grant(&granted, std::slice::from_ref(&me)).await.expect("grant");
+    store.record_participation(&other, &foreign).await.expect("other user's participation");
+
+    assert_eq!(sorted(store.user_rooms(&me).await.expect("rooms")), sorted(vec![joined.clone(), granted]));
+    assert_eq!(store.user_rooms(&other).await.expect("other rooms"), [foreign]);
+    assert!(store.user_rooms(&user("rooms")).await.expect("rooms of a stranger").is_empty());
+    // Intentionally unasserted: whether a revoked grant still lists the room among the user's conversations. An
+    // adapter may record participation when it grants, and the port leaves that open.
+}
+
+// ---- room history -----------------------------------------------------------------------------------------------
+
+pub async fn append_event_allocates_gapless_seq(store: &dyn Store) {
+    let (chat, other) = (room("topic"), room("topic"));
+    let sender = user("sender");
+
+    let mut appended = Vec::new();
+    for i in 0..3 {
+        let new = new_event(&chat, Some(&sender), None, json!({ "text": format!("hello {i}") }));
+        let result = store.append_event(new.clone()).await.expect("append");
+        assert!(!result.duplicate);
+        assert_eq!(result.event, stored(new, i + 1));
+        appended.push(result.event);
+    }
+    let first_elsewhere = store.append_event(new_event(&other, None, None, json!({}))).await.expect("append other");
+
+    assert_eq!(first_elsewhere.event.seq, 1, "each room counts on its own");
+    assert_eq!(store.history(&chat, HistoryQuery::Latest { limit: 10 }).await.expect("history"), appended);
+}
+
+pub async fn append_event_is_idempotent_per_client_msg_id(store: &dyn Store) {
+    let chat = room("topic");
+    let (alice, bob) = (user("alice"), user("bob"));
+    let first = store
+        .append_event(new_event(&chat, Some(&alice), Some("m1"), json!({ "text": "once" })))
+        .await
+        .expect("append");
+
+    let retry = store
+        .append_event(new_event(&chat, Some(&alice), Some("m1"), json!({ "text": "retried" })))
+        .await
+        .expect("append retry");
+    assert!(retry.duplicate, "same sender and client_msg_id is a retry");
+    assert_eq!(retry.event, first.event, "a retry returns the first event");
+
+    let from_bob = store.append_event(new_event(&chat, Some(&bob), Some("m1"), json!({}))).await.expect("append bob");
+    assert!(!from_bob.duplicate, "the same client_msg_id from another sender is a new message");
+    assert_eq!(from_bob.event.seq, 2, "a duplicate allocates no sequence number");
+
+    let elsewhere = store.append_event(new_event(&room("topic"), Some(&alice), Some("m1"), json!({}))).await;
+    assert!(!elsewhere.expect("append in another room").duplicate, "client_msg_id is scoped to the room");
+
+    // Without a sender there is nobody to scope the id to, so the port makes no idempotency promise.
+    let anonymous = store.append_event(new_event(&chat, None, Some("m1"), json!({}))).await.expect("anonymous");
+    assert!(!anonymous.duplicate);
+    let plain = store.append_event(new_event(&chat, Some(&alice), None, json!({}))).await.expect("no client id");
+    assert!(!plain.duplicate);
+
+    let seqs: Vec<u64> = store
+        .history(&chat, HistoryQuery::Latest { limit: 10 })
+        .await
+        .expect("history")
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
+}
+
+pub async fn concurrent_appends_get_distinct_seqs(store: &dyn Store) {
+    let chat = room("topic");
+    let sender = user("racer");
+    let appends = (0..20).map(|i| store.append_event(new_event(&chat, Some(&sender), None, json!({ "i": i }))));
+
+    let mut seqs: Vec<u64> = join_all(appends).await.into_iter().map(|r| r.expect("append").event.seq).collect();
+    seqs.sort_unstable();
+
+    assert_eq!(seqs, (1..=20).collect::<Vec<u64>>());
+    let history = store.history(&chat, HistoryQuery::Latest { limit: 50 }).await.expect("history");
+    assert_eq!(history.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=20).collect::<Vec<u64>>());
+
+    // Racing retries of one message store it exactly once.
+    let retried = room("topic");
+    let retries = (0..10).map(|_| store.append_event(new_event(&retried, Some(&sender), Some("same"), json!({}))));
+    let results: Vec<_> = join_all(retries).await.into_iter().map(|r| r.expect("append retry")).collect();
+    assert_eq!(results.iter().filter(|r| !r.duplicate).count(), 1, "exactly one retry is the original");
+    assert!(results.iter().all(|r| r.event == results[0].event), "every retry returns the same event");
+    assert_eq!(results[0].event.seq, 1);
+}
+
+pub async fn history_pages_latest_before_after(store: &dyn Store) {
+    let chat = room("topic");
+    for i in 1..=10 {
+        store.append_event(new_event(&chat, None, None, json!({ "n": i }))).await.expect("append");
+    }
+    let seqs = |query: HistoryQuery| {
+        let chat = chat.clone();
+        async move { store.history(&chat, query).await.expect("history").iter().map(|e| e.seq).collect::<Vec<u64>>() }
+    };
+
+    assert_eq!(seqs(HistoryQuery::Latest { limit: 3 }).await, [8, 9, 10]);
+    assert_eq!(seqs(HistoryQuery::Latest { limit: 100 }).await, (1..=10).collect::<Vec<u64>>());
+    assert_eq!(seqs(HistoryQuery::Before { before: 8, limit: 3 }).await, [5, 6, 7]);
+    assert_eq!(seqs(HistoryQuery::Before { before: 3, limit: 5 }).await, [1, 2]);
+    assert!(seqs(HistoryQuery::Before { before: 1, limit: 5 }).await.is_empty());
+    assert_eq!(seqs(HistoryQuery::After { after: 7, limit: 2 }).await, [8, 9]);
+    assert_eq!(seqs(HistoryQuery::After { after: 0, limit: 3 }).await, [1, 2, 3]);
+    assert!(seqs(HistoryQuery::After { after: 10, limit: 5 }).await.is_empty());
+    let events = store.history(&chat, HistoryQuery::Latest { limit: 1 }).await.expect("latest event");
+    assert_eq!(events[0].data, json!({ "n": 10 }));
+    assert!(store.history(&room("topic"), HistoryQuery::Latest { limit: 10 }).await.expect("empty room").is_empty());
+}
+
+pub async fn get_event_by_id(store: &dyn Store) {
+    let chat = room("topic");
+    let sender = user("getter");
+    store.append_event(new_event(&chat, None, None, json!({}))).await.expect("append first");
+    let wanted = store
+        .append_event(new_event(&chat, Some(&sender), Some("c1"), json!({ "text": "find me", "n": [1, 2] })))
+        .await
+        .expect("append");
+
+    assert_eq!(store.get_event(&chat, &wanted.event.id).await.expect("get"), Some(wanted.event.clone()));
+    assert!(store.get_event(&room("topic"), &wanted.event.id).await.expect("get in another room").is_none());
+    assert!(store.get_event(&chat, &event_id()).await.expect("get unknown").is_none());
+}
+
+pub async fn count_unread_excludes_own_and_read(store: &dyn Store) {
+    let chat = room("topic");
+    let (alice, bob) = (user("alice"), user("bob"));
+    for sender in [Some(&alice), Some(&bob), None, Some(&bob)] {
+        store.append_event(new_event(&chat, sender, None, json!({}))).await.expect("append");
+    }
+
+    assert_eq!(store.count_unread(&chat, 0, &alice).await.expect("alice unread"), 3, "events without sender count");
+    assert_eq!(store.count_unread(&chat, 0, &bob).await.expect("bob unread"), 2);
+    assert_eq!(store.count_unread(&chat, 2, &alice).await.expect("alice after 2"), 2);
+    assert_eq!(store.count_unread(&chat, 4, &alice).await.expect("alice caught up"), 0);
+    assert_eq!(store.count_unread(&room("topic"), 0, &alice).await.expect("empty room"), 0);
+}
+
+pub async fn read_watermark_never_goes_down(store: &dyn Store) {
+    let (chat, other) = (room("topic"), room("topic"));
+    let (reader, stranger) = (user("reader"), user("reader"));
+
+    assert_eq!(store.read_watermark(&reader, &chat).await.expect("initial"), 0);
+    assert_eq!(store.mark_read(&reader, &chat, 5).await.expect("mark 5"), 5);
+    assert_eq!(store.mark_read(&reader, &chat, 3).await.expect("mark 3"), 5, "an older mark does not lower it");
+    assert_eq!(store.read_watermark(&reader, &chat).await.expect("after lower mark"), 5);
+    assert_eq!(store.mark_read(&reader, &chat, 7).await.expect("mark 7"), 7);
+    assert_eq!(store.read_watermark(&reader, &chat).await.expect("after raise"), 7);
+    assert_eq!(store.read_watermark(&reader, &other).await.expect("other room"), 0);
+    assert_eq!(store.read_watermark(&stranger, &chat).await.expect("other user"), 0);
+}
+
+// ---- idempotency ------------------------------------------------------------------------------------------------
+
+pub async fn idempotency_claim_complete_release(store: &dyn Store) {
+    let (done, failed, short, instant) = (key(), key(), key(), key());
+    let answer = json!({ "status": 202, "body": { "delivered": 3 } });
+
+    assert_eq!(store.claim_idempotency(&done, 60).await.expect("claim"), IdempotencyClaim::Claimed);
+    assert_eq!(store.claim_idempotency(&done, 60).await.expect("claim again"), IdempotencyClaim::InFlight);
+    store.complete_idempotency(&done, &answer).await.expect("complete");
+    assert_eq!(store.claim_idempotency(&done, 60).await.expect("repeat"), IdempotencyClaim::Completed(answer.clone()));
+    // A late release from a confused caller must not throw the stored answer away.
+    store.release_idempotency(&done).await.expect("release after completion");
+    assert_eq!(store.claim_idempotency(&done, 60).await.expect("repeat"), IdempotencyClaim::Completed(answer.clone()));
+    let unclaimed = store.complete_idempotency(&key(), &answer).await;
+    assert!(matches!(unclaimed, Err(StoreError::NotFound)), "completing an unclaimed key: {unclaimed:?}");
+
+    assert_eq!(store.claim_idempotency(&failed, 60).await.expect("claim"), IdempotencyClaim::Claimed);
+    store.release_idempotency(&failed).await.expect("release");
+    store.release_idempotency(&failed).await.expect("releasing twice is harmless");
+    store.release_idempotency(&key()).await.expect("releasing an unknown key is harmless");
+    assert_eq!(store.claim_idempotency(&failed, 60).await.expect("retry"), IdempotencyClaim::Claimed);
+
+    // A key is free again from its expiry instant on. Adapters that keep expiry in whole seconds must still treat
+    // the key as expired once that second has begun, which is what lets a 1 s ttl pass within this short sleep.
+    assert_eq!(store.claim_idempotency(&instant, 0).await.expect("claim"), IdempotencyClaim::Claimed);
+    store.complete_idempotency(&instant, &json!("stale")).await.expect("complete");
+    assert_eq!(store.claim_idempotency(&instant, 60).await.expect("reclaim"), IdempotencyClaim::Claimed);
+    assert_eq!(store.claim_idempotency(&short, 1).await.expect("claim"), IdempotencyClaim::Claimed);
+    assert_eq!(store.claim_idempotency(&short, 1).await.expect("claim again"), IdempotencyClaim::InFlight);
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    assert_eq!(store.claim_idempotency(&short, 60).await.expect("after expiry"), IdempotencyClaim::Claimed);
+}
+
+// ---- stats ------------------------------------------------------------------------------------------------------
+
+/// Needs the store to itself while it runs: see the module documentation.
+pub async fn stats_count_connections_rooms_messages(store: &dyn Store) {
+    let user = user("stats");
+    let (first, second) = (connection(&user), connection(&user));
+    let (shared, only_first, joined) = (room("topic"), room("topic"), room("topic"));
+    let before = store.stats().await.expect("stats before");
+
+    store.put_connection(&first, &[shared.clone(), only_first]).await.expect("put first");
+    store.put_connection(&second, std::slice::from_ref(&shared)).await.expect("put second");
+    store.put_connection(&second, std::slice::from_ref(&shared)).await.expect("re-put second");
+    store.join_room(&second, &joined).await.expect("join");
+    store.count_messages(3).await.expect("count 3");
+    store.count_messages(2).await.expect("count 2");
+
+    let during = store.stats().await.expect("stats during");
+    assert_eq!(during.active_connections, before.active_connections + 2);
+    assert_eq!(during.active_rooms, before.active_rooms + 3, "rooms with two members count once");
+    assert_eq!(during.total_connections, before.total_connections + 2, "a re-put is the same connection");
+    assert_eq!(during.total_messages, before.total_messages + 5);
+
+    store.delete_connection(&first.connection_id).await.expect("delete first");
+    let after_first = store.stats().await.expect("stats after first delete");
+    assert_eq!(after_first.active_connections, before.active_connections + 1);
+    assert_eq!(after_first.active_rooms, before.active_rooms + 2, "a room with no member left is not active");
+    assert_eq!(after_first.total_connections, during.total_connections, "totals never go down");
+
+    store.delete_connection(&second.connection_id).await.expect("delete second");
+    let after = store.stats().await.expect("stats after");
+    assert_eq!(after.active_connections, before.active_connections);
+    assert_eq!(after.active_rooms, before.active_rooms);
+    assert_eq!(after.total_connections, before.total_connections + 2);
+    assert_eq!(after.total_messages, before.total_messages + 5);
+}
+
+// ---- presence ---------------------------------------------------------------------------------------------------
+
+pub async fn presence_set_and_get(store: &dyn Store) {
+    let (u1, u2, unknown) = (user("presence"), user("presence"), user("presence"));
+    let p1 = PresenceRecord {
+        user_id: u1.clone(),
+        status: PresenceStatus::Online,
+        custom_status: Some("at the front desk".to_owned()),
+        last_seen: now(),
+    };
+    let p2 =
+        PresenceRecord { user_id: u2.clone(), status: PresenceStatus::Busy, custom_status: None, last_seen: now() };
+    store.set_presence(&p1).await.expect("set p1");
+    store.set_presence(&p2).await.expect("set p2");
+
+    let found = store.get_presence(&[u1.clone(), u2.clone(), unknown.clone()]).await.expect("get");
+    assert_eq!(by_user(found), by_user(vec![p1.clone(), p2.clone()]), "unknown users are absent");
+
+    let away = PresenceRecord {
+        status: PresenceStatus::InCall,
+        custom_status: None,
+        last_seen: now() + Duration::seconds(5),
+        ..p1
+    };
+    store.set_presence(&away).await.expect("overwrite p1");
+    assert_eq!(store.get_presence(std::slice::from_ref(&u1)).await.expect("get p1"), [away]);
+    assert!(store.get_presence(&[]).await.expect("get nobody").is_empty());
+    assert!(store.get_presence(&[unknown]).await.expect("get unknown").is_empty());
+}
+
+// ---- notifications ----------------------------------------------------------------------------------------------
+
+pub async fn notifications_list_page_filter_and_mark_read(store: &dyn Store) {
+    let (me, other) = (user("notified"), user("notified"));
+    let mine: Vec<Notification> = (0..5).map(|i| notification(&me, i)).collect();
+    let theirs = notification(&other, 0);
+    for n in mine.iter().chain([&theirs]) {
+        store.add_notification(n).await.expect("add");
+    }
+    // Newest first is descending id order; sorting here keeps the case independent of id generation.
+    let mut newest_first = mine.clone();
+    newest_first.sort_by(|a, b| b.id.cmp(&a.id));
+    let list = |unread_only: bool, before_id: Option<&str>, limit: u32| {
+        let query = NotificationQuery { unread_only, before_id: before_id.map(str::to_owned), limit };
+        let me = me.clone();
+        async move { store.list_notifications(&me, &query).await.expect("list") }
+    };
+
+    assert_eq!(list(false, None, 10).await, newest_first);
+    let page1 = list(false, None, 2).await;
+    assert_eq!(page1, newest_first[0..2]);
+    let page2 = list(false, Some(&page1[1].id), 2).await;
+    assert_eq!(page2, newest_first[2..4]);
+    let page3 = list(false, Some(&page2[1].id), 2).await;
+    assert_eq!(page3, newest_first[4..]);
+    assert!(list(false, Some(&page3[0].id), 2).await.is_empty());
+    assert_eq!(store.unread_notifications(&me).await.expect("unread"), 5);
+
+    let ids = NotificationSelector::Ids(vec![
+        mine[0].id.clone(),
+        mine[1].id.clone(),
+        mine[1].id.clone(),
+        theirs.id.clone(),
+        event_id(),
+    ]);
+    assert_eq!(store.mark_notifications_read(&me, &ids).await.expect("mark ids"), 2, "other users' ids are ignored");
+    assert_eq!(store.mark_notifications_read(&me, &ids).await.expect("mark ids again"), 0, "a retry changes nothing");
+    assert_eq!(store.unread_notifications(&me).await.expect("unread after ids"), 3);
+    assert_eq!(store.unread_notifications(&other).await.expect("other unread"), 1);
+
+    let unread = list(true, None, 10).await;
+    assert_eq!(unread.len(), 3);
+    assert!(unread.iter().all(|n| !n.read));
+    assert!(unread.iter().all(|n| n.id != mine[0].id && n.id != mine[1].id));
+    let unread_page = list(true, Some(&unread[0].id), 1).await;
+    assert_eq!(unread_page, unread[1..2]);
+
+    assert_eq!(store.mark_notifications_read(&me, &NotificationSelector::All).await.expect("mark all"), 3);
+    assert_eq!(store.mark_notifications_read(&me, &NotificationSelector::All).await.expect("mark all again"), 0);
+    assert_eq!(store.unread_notifications(&me).await.expect("unread after all"), 0);
+    assert!(list(false, None, 10).await.iter().all(|n| n.read));
+    assert!(list(true, None, 10).await.is_empty());
+    assert_eq!(store.unread_notifications(&other).await.expect("other still unread"), 1);
+    assert_eq!(store.unread_notifications(&user("notified")).await.expect("stranger"), 0);
+}
+
+// ---- calls ------------------------------------------------------------------------------------------------------
+
+pub async fn calls_transition_conditionally(store: &dyn Store) {
+    let (caller, recipient) = (user("caller"), user("callee"));
+    let raced = call(&caller, &recipient);
+    store.create_call(&raced).await.expect("create");
+    assert!(matches!(store.create_call(&raced).await, Err(StoreError::ConditionFailed)), "creating twice fails");
+    assert_eq!(store.get_call(&raced.call_id).await.expect("get"), Some(raced.clone()));
+    assert!(store.get_call(&event_id()).await.expect("get unknown").is_none());
+
+    // Two answers race from Ringing: exactly one wins.
+    let at = now();
+    let accept = transition(&[CallState::Ringing], CallState::Accepted, at);
+    let reject = transition(&[CallState::Ringing], CallState::Rejected, at);
+    let (accepted, rejected) =
+        futures::join!(store.transition_call(&raced.call_id, &accept), store.transition_call(&raced.call_id, &reject));
+    match (accepted, rejected) {
+        (Ok(call), Err(StoreError::ConditionFailed)) => {
+            assert_eq!(call, CallRecord { state: CallState::Accepted, answered_at: Some(at), ..raced.clone() });
+        }
+        (Err(StoreError::ConditionFailed), Ok(call)) => {
+            assert_eq!(call, CallRecord { state: CallState::Rejected, ended_at: Some(at), ..raced.clone() });
+        }
+        (a, r) => panic!("exactly one transition must win: accepted {a:?}, rejected {r:?}"),
+    }
+
+    let call = call(&caller, &recipient);
+    store.create_call(&call).await.expect("create second");
+    let (t1, t2, t3) = (now(), now() + Duration::seconds(2), now() + Duration::seconds(60));
+
+    let accept = transition(&[CallState::Ringing], CallState::Accepted, t1);
+    let answered = store.transition_call(&call.call_id, &accept).await.expect("accept");
+    assert_eq!(answered, CallRecord { state: CallState::Accepted, answered_at: Some(t1), ..call.clone() });
+    let start = transition(&[CallState::Accepted], CallState::InProgress, t2);
+    let talking = store.transition_call(&call.call_id, &start).await.expect("start");
+    assert_eq!(talking, CallRecord { state: CallState::InProgress, ..answered.clone() }, "answered_at is kept");
+    let missed = store.transition_call(&call.call_id, &transition(&[CallState::Ringing], CallState::Missed, t2)).await;
+    assert!(matches!(missed, Err(StoreError::ConditionFailed)), "{missed:?}");
+    let ended = transition(&[CallState::Accepted, CallState::InProgress], CallState::Ended, t3);
+    let ended = store.transition_call(&call.call_id, &ended).await.expect("end");
+    assert_eq!(ended, CallRecord { state: CallState::Ended, ended_at: Some(t3), ..talking });
+    assert_eq!(store.get_call(&call.call_id).await.expect("get ended"), Some(ended));
+
+    let unknown = store.transition_call(&event_id(), &transition(&[CallState::Ringing], CallState::Accepted, t1)).await;
+    assert!(matches!(unknown, Err(StoreError::NotFound)), "{unknown:?}");
+
+    // No `from` state is a condition no call meets, which still tells an unknown call from a known one.
+    let nothing = transition(&[], CallState::Ended, t3);
+    let known = store.transition_call(&call.call_id, &nothing).await;
+    assert!(matches!(known, Err(StoreError::ConditionFailed)), "{known:?}");
+    let unknown = store.transition_call(&event_id(), &nothing).await;
+    assert!(matches!(unknown, Err(StoreError::NotFound)), "{unknown:?}");
+}
+
+// ---- builders ---------------------------------------------------------------------------------------------------
+
+fn suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Now, truncated to the millisecond precision every adapter keeps.
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).expect("the current time is representable")
+}
+
+fn user(prefix: &str) -> UserId {
+    UserId::parse(format!("{prefix}-{}", suffix())).expect("valid user id")
+}
+
+fn room(kind: &str) -> RoomName {
+    RoomName::parse(format!("{kind}:{}", suffix())).expect("valid room name")
+}
+
+fn connection_id() -> ConnectionId {
+    ConnectionId::parse(format!("c-{}", suffix())).expect("valid connection id")
+}
+
+fn event_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+fn key() -> String {
+    format!("contract-{}", suffix())
+}
+
+fn connection(user: &UserId) -> ConnectionRecord {
+    let connected_at = now();
+    ConnectionRecord {
+        connection_id: connection_id(),
+        user_id: user.clone(),
+        role: Some("customer".to_owned()),
+        name: Some("Contract Tester".to_owned()),
+        email: None,
+        connected_at,
+        expires_at: connected_at + Duration::hours(2) + Duration::minutes(10),
+    }
+}
+
+fn member(connection: &ConnectionRecord) -> Member {
+    Member { connection_id: connection.connection_id.clone(), user_id: connection.user_id.clone() }
+}
+
+fn new_event(
+    room: &RoomName,
+    sender: Option<&UserId>,
+    client_msg_id: Option<&str>,
+    data: serde_json::Value,
+) -> NewRoomEvent {
+    NewRoomEvent {
+        room: room.clone(),
+        id: event_id(),
+        event: "message".to_owned(),
+        data,
+        sender: sender.cloned(),
+        client_msg_id: client_msg_id.map(str::to_owned),
+        created_at: now(),
+    }
+}
+
+fn stored(event: NewRoomEvent, seq: u64) -> RoomEvent {
+    RoomEvent {
+        room: event.room,
+        seq,
+        id: event.id,
+        event: event.event,
+        data: event.data,
+        sender: event.sender,
+        client_msg_id: event.client_msg_id,
+        created_at: event.created_at,
+    }
+}
+
+fn notification(user: &UserId, i: usize) -> Notification {
+    Notification {
+        id: event_id(),
+        user_id: user.clone(),
+        title: format!("Booking {i} confirmed"),
+        message: "See you soon".to_owned(),
+        kind: if i.is_multiple_of(2) { Some("booking".to_owned()) } else { None },
+        data: json!({ "booking": i }),
+        read: false,
+        created_at: now(),
+    }
+}
+
+fn call(caller: &UserId, recipient: &UserId) -> CallRecord {
+    CallRecord {
+        call_id: format!("call-{}", suffix()),
+        caller: caller.clone(),
+        recipient: recipient.clone(),
+        call_type: CallType::Video,
+        visit_id: Some(format!("visit-{}", suffix())),
+        state: CallState::Ringing,
+        created_at: now(),
+        answered_at: None,
+        ended_at: None,
+    }
+}
+
+fn transition(from: &[CallState], to: CallState, at: DateTime<Utc>) -> CallTransition {
+    CallTransition { from: from.to_vec(), to, at }
+}
+
+fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
+    items.sort();
+    items
+}
+
+fn by_connection(mut records: Vec<ConnectionRecord>) -> Vec<ConnectionRecord> {
+    records.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
+    records
+}
+
+fn by_user(mut records: Vec<PresenceRecord>) -> Vec<PresenceRecord> {
+    records.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+    records
+}

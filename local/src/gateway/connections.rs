@@ -1,0 +1,277 @@
+//! The registry of open connections: what API Gateway remembers per connection (connectedAt, identity, authorizer
+//! context, lastActiveAt) and the handle used to write to or close its socket.
+//!
+//! A connection is in the registry only between a successful `$connect` and the moment its socket closes, so
+//! `@connections` answers Gone before (during `$connect`) and after, exactly as AWS does. The registry owns no
+//! sockets: each connection's task does, and the registry only holds its outbound queue and close signal.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rand::Rng;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// Messages waiting for a slow client before posts start answering 429, as AWS does when "the WebSocket client side
+/// buffer is full".
+pub(crate) const OUTBOUND_QUEUE: usize = 256;
+
+/// Why the harness closes a connection: the close frame it sends and what `$disconnect` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CloseCause {
+    pub(crate) code: u16,
+    /// The reason in the close frame sent to the client.
+    pub(crate) frame_reason: String,
+    /// The reason `$disconnect` reports.
+    pub(crate) disconnect_reason: String,
+}
+
+impl CloseCause {
+    /// `DeleteConnection`: close 1000 and `$disconnect` reason "Connection Closed Normally" (§4).
+    pub(crate) fn deleted() -> Self {
+        Self { code: 1000, frame_reason: String::new(), disconnect_reason: "Connection Closed Normally".into() }
+    }
+
+    /// Idle timeout and maximum lifetime. AWS's code is unverified; serverless-offline's 1001 is the likeliest.
+    pub(crate) fn going_away() -> Self {
+        Self::same(1001, "Going away")
+    }
+
+    pub(crate) fn binary() -> Self {
+        Self::same(1003, "Binary is not supported")
+    }
+
+    pub(crate) fn too_big() -> Self {
+        Self::same(1009, "Message too big")
+    }
+
+    pub(crate) fn shutdown() -> Self {
+        Self::same(1001, "Going away")
+    }
+
+    fn same(code: u16, reason: &str) -> Self {
+        Self { code, frame_reason: reason.into(), disconnect_reason: reason.into() }
+    }
+}
+
+/// Why a post could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum QueueError {
+    #[error("connection is gone")]
+    Gone,
+    #[error("the connection's outbound queue is full")]
+    Full,
+}
+
+/// One open connection, as the management API sees it.
+pub(crate) struct Connection {
+    pub(crate) id: String,
+    pub(crate) connected_at_ms: i64,
+    pub(crate) source_ip: String,
+    pub(crate) user_agent: Option<String>,
+    last_active_ms: AtomicI64,
+    /// Last data frame in either direction, for the idle timeout; pings and pongs do not count.
+    last_data: Mutex<Instant>,
+    outbound: mpsc::Sender<String>,
+    close: watch::Sender<Option<CloseCause>>,
+}
+
+/// The receiving ends a connection task owns.
+pub(crate) struct ConnectionEnds {
+    pub(crate) outbound: mpsc::Receiver<String>,
+    pub(crate) close: watch::Receiver<Option<CloseCause>>,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        id: String,
+        connected_at_ms: i64,
+        source_ip: String,
+        user_agent: Option<String>,
+    ) -> (Arc<Self>, ConnectionEnds) {
+        let (outbound_tx, outbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let (close_tx, close_rx) = watch::channel(None);
+        let connection = Arc::new(Self {
+            id,
+            connected_at_ms,
+            source_ip,
+            user_agent,
+            last_active_ms: AtomicI64::new(connected_at_ms),
+            last_data: Mutex::new(Instant::now()),
+            outbound: outbound_tx,
+            close: close_tx,
+        });
+        (connection, ConnectionEnds { outbound: outbound_rx, close: close_rx })
+    }
+
+    pub(crate) fn last_active_ms(&self) -> i64 {
+        self.last_active_ms.load(Ordering::Relaxed)
+    }
+
+    /// Records inbound or outbound data: resets the idle timer and advances `lastActiveAt`.
+    pub(crate) fn touch(&self) {
+        self.last_active_ms.fetch_max(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+        *self.last_data.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    pub(crate) fn last_data(&self) -> Instant {
+        *self.last_data.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues one text message without waiting: a full queue is the client's problem, reported as a throttle.
+    pub(crate) fn queue(&self, text: String) -> Result<(), QueueError> {
+        self.outbound.try_send(text).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => QueueError::Full,
+            mpsc::error::TrySendError::Closed(_) => QueueError::Gone,
+        })
+    }
+
+    /// Queues a route response or error frame, waiting for room: it answers the client's own message.
+    pub(crate) async fn queue_waiting(&self, text: String) -> Result<(), QueueError> {
+        self.outbound.send(text).await.map_err(|_| QueueError::Gone)
+    }
+
+    /// Asks the connection's task to close the socket. The first cause wins.
+    pub(crate) fn request_close(&self, cause: CloseCause) {
+        self.close.send_if_modified(|current| {
+            if current.is_none() {
+                *current = Some(cause);
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+/// Every open connection, by id. Cheap to clone.
+#[derive(Clone, Default)]
+pub(crate) struct Registry {
+    inner: Arc<Mutex<HashMap<String, Arc<Connection>>>>,
+}
+
+impl Registry {
+    pub(crate) fn get(&self, id: &str) -> Option<Arc<Connection>> {
+        self.lock().get(id).cloned()
+    }
+
+    pub(crate) fn insert(&self, connection: Arc<Connection>) {
+        self.lock().insert(connection.id.clone(), connection);
+    }
+
+    pub(crate) fn remove(&self, id: &str) -> Option<Arc<Connection>> {
+        self.lock().remove(id)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub(crate) fn all(&self) -> Vec<Arc<Connection>> {
+        self.lock().values().cloned().collect()
+    }
+
+    /// `DeleteConnection`: forgets the connection at once (later posts answer Gone) and closes its socket.
+    pub(crate) fn delete(&self, id: &str) -> Result<(), QueueError> {
+        let connection = self.remove(id).ok_or(QueueError::Gone)?;
+        connection.request_close(CloseCause::deleted());
+        Ok(())
+    }
+
+    /// `PostToConnection`: queues one text message and advances `lastActiveAt`.
+    pub(crate) fn post(&self, id: &str, text: String) -> Result<(), QueueError> {
+        let connection = self.get(id).ok_or(QueueError::Gone)?;
+        connection.queue(text)?;
+        connection.touch();
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Connection>>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The alphabet of current API Gateway connection ids.
+const ID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// A new connection id: 16 random characters (96 bits from the thread's CSPRNG) plus `==`, like current AWS ids.
+/// Unguessable, so one client cannot address another's connection by guessing.
+pub(crate) fn new_connection_id() -> String {
+    random_chars(16) + "=="
+}
+
+/// A request id in AWS's shape (15 characters plus `=`).
+pub(crate) fn new_request_id() -> String {
+    random_chars(15) + "="
+}
+
+/// A message id, formatted like a connection id as AWS does.
+pub(crate) fn new_message_id() -> String {
+    new_connection_id()
+}
+
+/// Whether `id` has the shape of an API Gateway connection id (current `…==` and older `…=` formats): anything else
+/// is a malformed id (400), not a gone one (410).
+pub(crate) fn is_well_formed_connection_id(id: &str) -> bool {
+    let base = id.trim_end_matches('=');
+    let padding = id.len() - base.len();
+    (1..=2).contains(&padding) && (12..=62).contains(&base.len()) && base.bytes().all(|b| ID_ALPHABET.contains(&b))
+}
+
+fn random_chars(n: usize) -> String {
+    let mut rng = rand::rng();
+    (0..n).map(|_| char::from(ID_ALPHABET[rng.random_range(0..ID_ALPHABET.len())])).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn connection_ids_have_the_aws_shape_and_do_not_repeat() {
+        let ids: HashSet<String> = (0..10_000).map(|_| new_connection_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        for id in ids.iter().take(100) {
+            assert!(is_well_formed_connection_id(id), "{id}");
+            assert!(shared::ids::ConnectionId::parse(id.as_str()).is_ok(), "{id}");
+        }
+    }
+
+    #[test]
+    fn malformed_connection_ids_are_recognised() {
+        for id in ["", "abc==", "not-an-id", "gbf_-C9vMQAYKEiZo!==", "gbf_-C9vMQAYKEiZoAxx", "gbf_-C9vMQAYKEiZoA==="] {
+            assert!(!is_well_formed_connection_id(id), "{id}");
+        }
+        for id in ["gbf_-C9vMQAYKEiZoA==", "Kf2bqd9WywMCEng=", "AAAAAAAAAAAAAAAA=="] {
+            assert!(is_well_formed_connection_id(id), "{id}");
+        }
+    }
+
+    #[tokio::test]
+    async fn delete_forgets_the_connection_and_signals_a_normal_close() {
+        let registry = Registry::default();
+        let (connection, mut ends) = Connection::new("gbf_-C9vMQAYKEiZoA==".into(), 1, "127.0.0.1".into(), None);
+        registry.insert(connection);
+
+        registry.delete("gbf_-C9vMQAYKEiZoA==").expect("deleted");
+
+        assert_eq!(ends.close.borrow_and_update().clone(), Some(CloseCause::deleted()));
+        assert_eq!(registry.post("gbf_-C9vMQAYKEiZoA==", "x".into()), Err(QueueError::Gone));
+        assert_eq!(registry.delete("gbf_-C9vMQAYKEiZoA=="), Err(QueueError::Gone));
+    }
+
+    #[tokio::test]
+    async fn a_post_is_queued_and_advances_last_active() {
+        let registry = Registry::default();
+        let (connection, mut ends) = Connection::new("gbf_-C9vMQAYKEiZoA==".into(), 1, "127.0.0.1".into(), None);
+        registry.insert(connection.clone());
+
+        registry.post("gbf_-C9vMQAYKEiZoA==", "hi".into()).expect("queued");
+
+        assert_eq!(ends.outbound.try_recv().ok().as_deref(), Some("hi"));
+        assert!(connection.last_active_ms() > 1);
+    }
+}

@@ -1,0 +1,94 @@
+//! The API Gateway WebSocket emulation: `/{stage}` upgrades run the authorizer and `$connect`, each socket's
+//! messages become MESSAGE events for `$default`, closes become `$disconnect`, and `/{stage}/@connections/{id}` is
+//! the management API. Behaviour follows `shared/reference/apigw-websocket.md`; deliberate differences are listed
+//! in the crate docs.
+//!
+//! Architecture invariant: nothing here knows what Bellhop does. It translates sockets into `aws_lambda_events`
+//! values for `shared::handlers` and management calls into socket writes, the way API Gateway would.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{any, post};
+use shared::handlers::Deps;
+use tokio::sync::{mpsc, watch};
+
+pub(crate) mod connections;
+pub(crate) mod events;
+pub(crate) mod handshake;
+pub(crate) mod management;
+pub(crate) mod routes;
+pub(crate) mod session;
+
+pub(crate) use connections::Registry;
+
+/// The fixed API id of the emulated API (real ids are 10 lowercase characters too).
+pub(crate) const API_ID: &str = "bellhoploc";
+
+/// Everything the emulation shares across connections.
+pub(crate) struct Gateway {
+    pub(crate) deps: Arc<Deps>,
+    pub(crate) registry: Registry,
+    pub(crate) stage: String,
+    pub(crate) domain_name: String,
+    pub(crate) port: u16,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_lifetime: Duration,
+    /// Flips to true when the harness shuts down; every session then closes with 1001 and runs `$disconnect`.
+    pub(crate) shutdown: watch::Receiver<bool>,
+    /// Each session holds a clone; shutdown waits until all are dropped, i.e. every `$disconnect` has run.
+    sessions: Mutex<Option<mpsc::Sender<()>>>,
+}
+
+impl Gateway {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        deps: Arc<Deps>,
+        registry: Registry,
+        stage: String,
+        port: u16,
+        idle_timeout: Duration,
+        max_lifetime: Duration,
+        shutdown: watch::Receiver<bool>,
+        sessions: mpsc::Sender<()>,
+    ) -> Self {
+        Self {
+            deps,
+            registry,
+            stage,
+            domain_name: format!("127.0.0.1:{port}"),
+            port,
+            idle_timeout,
+            max_lifetime,
+            shutdown,
+            sessions: Mutex::new(Some(sessions)),
+        }
+    }
+
+    /// A token that keeps shutdown waiting while a session (and its `$disconnect`) is still running.
+    pub(crate) fn session_guard(&self) -> Option<mpsc::Sender<()>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Stops handing out session guards, so the shutdown wait can complete.
+    pub(crate) fn stop_tracking(&self) {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+/// The WebSocket endpoint and the management API, both under `/{stage}`.
+pub(crate) fn router(gateway: Arc<Gateway>) -> Router {
+    let stage = gateway.stage.clone();
+    let connections = axum::routing::get(management::get_connection)
+        .merge(post(management::post_to_connection))
+        .merge(axum::routing::delete(management::delete_connection));
+    Router::new()
+        .route(&format!("/{stage}"), any(handshake::upgrade))
+        .route(&format!("/{stage}/"), any(handshake::upgrade))
+        // SDKs send `%40connections` and percent-encode the id (`=` → `%3D`); axum matches the raw path and decodes
+        // the captured id, so both spellings land here with the decoded id.
+        .route(&format!("/{stage}/@connections/{{id}}"), connections.clone())
+        .route(&format!("/{stage}/%40connections/{{id}}"), connections)
+        .with_state(gateway)
+}

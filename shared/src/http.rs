@@ -1,1 +1,0 @@
-//! The HTTP API as an axum Router: placeholder until it lands.

@@ -1,0 +1,73 @@
+//! The OpenAPI document, generated from the handlers' `#[utoipa::path]` attributes and the request and response
+//! types, so it cannot drift from the code. Served at `GET /openapi.json`.
+
+use axum::Json;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{client, errors, internal};
+use crate::handlers::emit;
+use crate::handlers::notifications::NotificationInput;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Bellhop HTTP API", description = "Internal emit, room grants, health, and client history over HTTP."),
+    paths(
+        super::health,
+        internal::emit,
+        internal::grant,
+        internal::revoke,
+        internal::room_info,
+        internal::force_disconnect,
+        client::history,
+        client::conversations,
+        client::mark_read,
+        client::me,
+    ),
+    components(schemas(
+        errors::ErrorEnvelope,
+        errors::ErrorDetail,
+        emit::EmitRequest,
+        emit::EmitReport,
+        NotificationInput,
+        super::Health,
+        super::HealthStats,
+        internal::MembersRequest,
+        internal::MembersResponse,
+        internal::RoomInfo,
+        internal::DisconnectResponse,
+        client::HistoryEntry,
+        client::HistoryPage,
+        client::Conversation,
+        client::Conversations,
+        client::ReadRequest,
+        client::ReadResponse,
+        client::Me,
+    )),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "public", description = "No authentication"),
+        (name = "internal", description = "Platform services, `x-api-key`"),
+        (name = "client", description = "End users, `Authorization: Bearer <platform JWT>`"),
+    )
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components
+            .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+/// `GET /openapi.json`.
+pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

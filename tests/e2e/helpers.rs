@@ -1,0 +1,333 @@
+//! Test fixtures: a fresh harness per test (`spawn_hub`), tokens signed with its secret, real WebSocket clients with
+//! timeouts on every receive, and an HTTP client. Set `TEST_LOG=1` to see the harness's logs.
+
+#![allow(dead_code)] // Each test module uses a different subset of these helpers.
+
+use std::collections::VecDeque;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use local::{HarnessOptions, RunningHarness, StoreChoice};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use shared::auth::{Claims, mint_token};
+use shared::config::Config;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a receive waits before the test fails: generous, because CI machines are slow.
+pub(crate) const RECV_TIMEOUT: Duration = Duration::from_secs(5);
+
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| "local=debug,shared=debug,tower_http=info".into());
+        tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().init();
+    }
+});
+
+/// A running hub with fresh, private state.
+pub(crate) struct TestHub {
+    pub(crate) ws_url: String,
+    pub(crate) http_url: String,
+    pub(crate) management_url: String,
+    pub(crate) harness: RunningHarness,
+    jwt_secret: SecretString,
+    api_key: SecretString,
+    http: reqwest::Client,
+}
+
+/// A hub on a free port with in-memory SQLite and the in-process pusher.
+pub(crate) async fn spawn_hub() -> TestHub {
+    spawn_hub_with(|_| {}).await
+}
+
+/// As [`spawn_hub`], after `adjust` has changed the options (timeouts, pusher, config...).
+pub(crate) async fn spawn_hub_with(adjust: impl FnOnce(&mut HarnessOptions)) -> TestHub {
+    LazyLock::force(&TRACING);
+    let mut options = HarnessOptions::new(Config::for_tests());
+    options.port = 0;
+    options.store = StoreChoice::Memory;
+    adjust(&mut options);
+    let jwt_secret = options.config.jwt.secret.clone();
+    let api_key = options.config.internal_api_key.clone();
+    let harness = local::spawn(options).await.expect("spawn harness");
+    TestHub {
+        ws_url: harness.ws_url.clone(),
+        http_url: harness.http_url.clone(),
+        management_url: harness.management_url.clone(),
+        harness,
+        jwt_secret,
+        api_key,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl TestHub {
+    /// Claims for `sub` valid for ten minutes, without role or rooms.
+    pub(crate) fn claims(sub: &str) -> Claims {
+        let now = chrono::Utc::now().timestamp();
+        Claims {
+            sub: sub.to_owned(),
+            exp: now + 600,
+            nbf: None,
+            iat: Some(now),
+            iss: None,
+            aud: None,
+            role: None,
+            name: None,
+            email: None,
+            rooms: None,
+        }
+    }
+
+    /// A valid token for `sub` with `role`.
+    pub(crate) fn token(&self, sub: &str, role: &str) -> String {
+        let mut claims = Self::claims(sub);
+        claims.role = Some(role.to_owned());
+        self.token_with(&claims)
+    }
+
+    pub(crate) fn token_with(&self, claims: &Claims) -> String {
+        mint_token(&self.jwt_secret, claims).expect("sign token")
+    }
+
+    pub(crate) fn api_key(&self) -> &str {
+        self.api_key.expose_secret()
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Connects with `?token=`, as a browser would.
+    pub(crate) async fn connect(&self, token: &str) -> Result<TestClient, tungstenite::Error> {
+        self.connect_raw(self.ws_request(Some(&format!("token={token}")))).await
+    }
+
+    /// A handshake request for the hub's WebSocket URL with an optional raw query string, for tests that add
+    /// headers (subprotocols, user agent...).
+    pub(crate) fn ws_request(&self, query: Option<&str>) -> http::Request<()> {
+        let url = match query {
+            Some(query) => format!("{}?{query}", self.ws_url),
+            None => self.ws_url.clone(),
+        };
+        url.into_client_request().expect("valid ws url")
+    }
+
+    /// Connects with a custom handshake request. A refused handshake is `Err(Error::Http(response))`.
+    pub(crate) async fn connect_raw(&self, request: http::Request<()>) -> Result<TestClient, tungstenite::Error> {
+        let (ws, response) = tokio::time::timeout(RECV_TIMEOUT, tokio_tungstenite::connect_async(request))
+            .await
+            .unwrap_or_else(|_| panic!("handshake did not finish within {RECV_TIMEOUT:?}"))?;
+        Ok(TestClient { ws, handshake: response, buffered: VecDeque::new(), next_id: 0, closed: None })
+    }
+
+    /// `POST {management}/@connections/{id}` with a raw body.
+    pub(crate) async fn post_to_connection(&self, id: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.http.post(self.connection_url(id)).body(body).send().await.expect("post to connection")
+    }
+
+    pub(crate) async fn get_connection(&self, id: &str) -> reqwest::Response {
+        self.http.get(self.connection_url(id)).send().await.expect("get connection")
+    }
+
+    pub(crate) async fn delete_connection(&self, id: &str) -> reqwest::Response {
+        self.http.delete(self.connection_url(id)).send().await.expect("delete connection")
+    }
+
+    /// The `@connections` URL of `id`, percent-encoded as SDKs send it.
+    pub(crate) fn connection_url(&self, id: &str) -> String {
+        let encoded = percent_encode_id(id);
+        format!("{}/@connections/{encoded}", self.management_url)
+    }
+
+    /// Ids of the connections open right now.
+    pub(crate) fn connection_ids(&self) -> Vec<String> {
+        self.harness.connection_ids()
+    }
+
+    /// Waits until the store no longer has the connection: the sign that `$disconnect` ran.
+    pub(crate) async fn wait_until_disconnected(&self, id: &str) {
+        let id = shared::ids::ConnectionId::parse(id).expect("connection id");
+        let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
+        loop {
+            let record = self.harness.deps.store.get_connection(&id).await.expect("store read");
+            if record.is_none() {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "$disconnect did not remove {id} within {RECV_TIMEOUT:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// `=` → `%3D` and other reserved characters, as the AWS SDKs encode the id path segment.
+pub(crate) fn percent_encode_id(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => char::from(b).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// A real WebSocket client. Every receive has a timeout; frames that arrive while waiting for something else are
+/// kept for later calls.
+pub(crate) struct TestClient {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The 101 response, to check negotiated headers.
+    pub(crate) handshake: tungstenite::handshake::client::Response,
+    buffered: VecDeque<Value>,
+    next_id: u64,
+    closed: Option<Option<CloseFrame>>,
+}
+
+impl TestClient {
+    pub(crate) async fn send_json(&mut self, value: Value) {
+        self.send_text(&value.to_string()).await;
+    }
+
+    pub(crate) async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("send text");
+    }
+
+    /// Sends any message (binary, raw frames...), returning the error instead of failing.
+    pub(crate) async fn send_message(&mut self, message: Message) -> Result<(), tungstenite::Error> {
+        self.ws.send(message).await
+    }
+
+    /// Sends `{"action", "id", "data"}` and returns the ack with that id; events seen meanwhile are kept.
+    pub(crate) async fn request(&mut self, action: &str, data: Value) -> Value {
+        self.next_id += 1;
+        let id = format!("t{}", self.next_id);
+        self.send_json(json!({"action": action, "id": id, "data": data})).await;
+        let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let frame = self
+                .read_json(remaining)
+                .await
+                .unwrap_or_else(|| panic!("no ack for {action} ({id}) within {RECV_TIMEOUT:?}"));
+            if frame["type"] == "ack" && frame["id"] == id.as_str() {
+                return frame;
+            }
+            self.buffered.push_back(frame);
+        }
+    }
+
+    /// The next JSON frame (buffered first), or `None` if nothing arrives within `wait`.
+    pub(crate) async fn recv_json_within(&mut self, wait: Duration) -> Option<Value> {
+        match self.buffered.pop_front() {
+            Some(frame) => Some(frame),
+            None => self.read_json(wait).await,
+        }
+    }
+
+    /// The next text frame as a string, or `None` within `wait`; for frames that are not JSON.
+    pub(crate) async fn recv_text_within(&mut self, wait: Duration) -> Option<String> {
+        if let Some(frame) = self.buffered.pop_front() {
+            return Some(frame.to_string());
+        }
+        match self.read_message(wait).await? {
+            Message::Text(text) => Some(text.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The next `event` frame named `name`, skipping (and keeping) others; fails after [`RECV_TIMEOUT`].
+    pub(crate) async fn next_event(&mut self, name: &str) -> Value {
+        let is_it = |frame: &Value| frame["type"] == "event" && frame["event"] == name;
+        if let Some(at) = self.buffered.iter().position(is_it) {
+            return self.buffered.remove(at).unwrap_or(Value::Null);
+        }
+        let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let frame =
+                self.read_json(remaining).await.unwrap_or_else(|| panic!("no {name} event within {RECV_TIMEOUT:?}"));
+            if is_it(&frame) {
+                return frame;
+            }
+            self.buffered.push_back(frame);
+        }
+    }
+
+    /// Asserts that nothing new arrives on the socket for `wait`. Frames buffered earlier (seen while waiting for
+    /// an ack) had already arrived, so they are left for `next_event` / `recv_json_within` and do not count.
+    pub(crate) async fn expect_silence(&mut self, wait: Duration) {
+        if let Some(frame) = self.read_json(wait).await {
+            panic!("expected silence, got {frame}");
+        }
+    }
+
+    /// Discards whatever arrives within `wait`.
+    pub(crate) async fn drain(&mut self, wait: Duration) {
+        self.buffered.clear();
+        while self.read_json(wait).await.is_some() {}
+    }
+
+    /// Closes with 1000 and waits for the server's close reply.
+    pub(crate) async fn close(&mut self) {
+        self.close_with(1000, "").await;
+    }
+
+    /// Sends Close(code, reason) and returns the close frame the server answered with.
+    pub(crate) async fn close_with(&mut self, code: u16, reason: &str) -> Option<CloseFrame> {
+        let frame = CloseFrame { code: CloseCode::from(code), reason: reason.to_owned().into() };
+        let _ = self.ws.send(Message::Close(Some(frame))).await;
+        self.wait_closed(RECV_TIMEOUT).await
+    }
+
+    /// Waits for the server to close the socket and returns its close frame (`None` for no frame or no close).
+    pub(crate) async fn wait_closed(&mut self, wait: Duration) -> Option<CloseFrame> {
+        let deadline = tokio::time::Instant::now() + wait;
+        while self.closed.is_none() {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() || self.read_message(remaining).await.is_none() && self.closed.is_none() {
+                break;
+            }
+        }
+        self.closed.clone().flatten()
+    }
+
+    /// Whether the server's close has been seen.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.is_some()
+    }
+
+    /// The raw next data message (pings and pongs skipped), or `None` within `wait` or after close.
+    pub(crate) async fn read_message(&mut self, wait: Duration) -> Option<Message> {
+        if self.closed.is_some() {
+            return None;
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()?;
+            match next {
+                Some(Ok(Message::Close(frame))) => {
+                    self.closed = Some(frame);
+                    return None;
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(message)) => return Some(message),
+                Some(Err(_)) | None => {
+                    self.closed = Some(None);
+                    return None;
+                }
+            }
+        }
+    }
+
+    async fn read_json(&mut self, wait: Duration) -> Option<Value> {
+        match self.read_message(wait).await? {
+            Message::Text(text) => Some(serde_json::from_str(&text).unwrap_or(Value::String(text.to_string()))),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
