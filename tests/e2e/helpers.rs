@@ -242,15 +242,20 @@ impl TestClient {
 
     /// The next `event` frame named `name`, skipping (and keeping) others; fails after [`RECV_TIMEOUT`].
     pub(crate) async fn next_event(&mut self, name: &str) -> Value {
+        self.next_event_within(name, RECV_TIMEOUT).await
+    }
+
+    /// As [`TestClient::next_event`] with a longer guard, for measurements on a loaded machine: the timeout there
+    /// only proves liveness, it is not a speed assertion.
+    pub(crate) async fn next_event_within(&mut self, name: &str, wait: Duration) -> Value {
         let is_it = |frame: &Value| frame["type"] == "event" && frame["event"] == name;
         if let Some(at) = self.buffered.iter().position(is_it) {
             return self.buffered.remove(at).unwrap_or(Value::Null);
         }
-        let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let frame =
-                self.read_json(remaining).await.unwrap_or_else(|| panic!("no {name} event within {RECV_TIMEOUT:?}"));
+            let frame = self.read_json(remaining).await.unwrap_or_else(|| panic!("no {name} event within {wait:?}"));
             if is_it(&frame) {
                 return frame;
             }

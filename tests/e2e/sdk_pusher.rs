@@ -19,6 +19,8 @@ use crate::helpers::{TestClient, TestHub, spawn_hub, spawn_hub_with};
 
 const FAN_OUT_SOCKETS: usize = 1000;
 const FAN_OUT_RUNS: usize = 3;
+/// Liveness guard only: a loaded 2-core machine may be slow, and the figures are printed, not asserted.
+const FAN_OUT_GUARD: std::time::Duration = std::time::Duration::from_secs(60);
 
 async fn connection_id(client: &mut TestClient) -> String {
     let ack = client.request("hello", json!({})).await;
@@ -117,7 +119,7 @@ async fn fan_out_to_a_thousand_sockets_is_measured_for_each_pusher() {
             let receive = futures::future::join_all(clients.iter_mut().map(|client| {
                 let event = event.clone();
                 async move {
-                    client.next_event(&event).await;
+                    client.next_event_within(&event, FAN_OUT_GUARD).await;
                     start.elapsed()
                 }
             }));
