@@ -5,27 +5,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestClient, TestHub, spawn_hub, spawn_hub_with};
+use crate::helpers::{spawn_hub, spawn_hub_with};
 
 const QUIET: Duration = Duration::from_millis(300);
-
-async fn emit(hub: &TestHub, body: Value) -> (StatusCode, Value) {
-    let response = hub
-        .http()
-        .post(format!("{}/internal/emit", hub.http_url))
-        .header("x-api-key", hub.api_key())
-        .json(&body)
-        .send()
-        .await
-        .expect("emit request");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-async fn connection_id(client: &mut TestClient) -> String {
-    let ack = client.request("hello", json!({})).await;
-    ack["data"]["connectionId"].as_str().expect("connection id").to_owned()
-}
 
 #[tokio::test]
 async fn emit_to_rooms_users_and_connections_reaches_exactly_the_right_sockets_once() {
@@ -34,19 +16,17 @@ async fn emit_to_rooms_users_and_connections_reaches_exactly_the_right_sockets_o
     let mut admin = hub.connect(&hub.token("admin-1", "admin")).await.expect("connect");
     let mut customer = hub.connect(&hub.token("cust-1", "customer")).await.expect("connect");
     let mut bystander = hub.connect(&hub.token("cust-2", "customer")).await.expect("connect");
-    let admin_id = connection_id(&mut admin).await;
+    let admin_id = admin.connection_id().await;
 
-    let (status, report) = emit(
-        &hub,
-        json!({
+    let (status, report) = hub
+        .emit(json!({
             "event": "appointment:created",
             "data": {"appointmentId": "507f"},
             "rooms": ["calendar"],
             "users": ["prov-1", "cust-1"],
             "connections": [admin_id],
-        }),
-    )
-    .await;
+        }))
+        .await;
 
     assert_eq!(status, StatusCode::OK, "{report}");
     assert_eq!(report["recipients"], 3, "{report}");
@@ -67,10 +47,10 @@ async fn the_excepted_connection_does_not_receive_the_event() {
     let hub = spawn_hub().await;
     let mut origin = hub.connect(&hub.token("prov-1", "provider")).await.expect("connect");
     let mut other = hub.connect(&hub.token("prov-2", "provider")).await.expect("connect");
-    let origin_id = connection_id(&mut origin).await;
+    let origin_id = origin.connection_id().await;
 
     let (status, report) =
-        emit(&hub, json!({"event": "calendar.sync", "rooms": ["calendar"], "exceptConnection": origin_id})).await;
+        hub.emit(json!({"event": "calendar.sync", "rooms": ["calendar"], "exceptConnection": origin_id})).await;
 
     assert_eq!(status, StatusCode::OK, "{report}");
     assert_eq!(report["recipients"], 1);
@@ -84,8 +64,8 @@ async fn a_repeated_idempotency_key_delivers_once_and_answers_the_first_result()
     let mut client = hub.connect(&hub.token("cust-1", "customer")).await.expect("connect");
     let body = json!({"event": "payment:failed", "users": ["cust-1"], "idempotencyKey": "payment-9-failed"});
 
-    let (_, first) = emit(&hub, body.clone()).await;
-    let (status, second) = emit(&hub, body).await;
+    let (_, first) = hub.emit(body.clone()).await;
+    let (status, second) = hub.emit(body).await;
 
     assert_eq!(status, StatusCode::OK);
     assert_eq!(first["duplicate"], false);
@@ -101,7 +81,7 @@ async fn event_names_are_kept_exactly_as_the_caller_gives_them() {
     let mut client = hub.connect(&hub.token("admin-1", "admin")).await.expect("connect");
 
     for name in ["appointment:created", "booking:status_changed", "appointment.created", "calendar.sync"] {
-        let (status, _) = emit(&hub, json!({"event": name, "data": {"n": name}, "rooms": ["admin"]})).await;
+        let (status, _) = hub.emit(json!({"event": name, "data": {"n": name}, "rooms": ["admin"]})).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(client.next_event(name).await["data"]["n"], name);
     }
@@ -113,9 +93,7 @@ async fn a_persisted_emit_carries_a_seq_and_is_recovered_from_history() {
     let mut client = hub.connect(&hub.token("cust-1", "customer")).await.expect("connect");
     client.request("room:join", json!({"room": "topic:grooming"})).await;
 
-    let (_, report) = emit(
-        &hub,
-        json!({"event": "system:maintenance", "data": {"at": "02:00"}, "rooms": ["topic:grooming"], "persist": true}),
+    let (_, report) = hub.emit(json!({"event": "system:maintenance", "data": {"at": "02:00"}, "rooms": ["topic:grooming"], "persist": true}),
     )
     .await;
 
@@ -130,7 +108,7 @@ async fn a_persisted_emit_carries_a_seq_and_is_recovered_from_history() {
 async fn a_stale_connection_is_reported_pruned() {
     let hub = spawn_hub().await;
 
-    let (status, report) = emit(&hub, json!({"event": "e", "connections": ["Zm9vYmFyYmF6cXV4cQ="]})).await;
+    let (status, report) = hub.emit(json!({"event": "e", "connections": ["Zm9vYmFyYmF6cXV4cQ="]})).await;
 
     assert_eq!(status, StatusCode::OK);
     assert_eq!((report["delivered"].clone(), report["pruned"].clone()), (json!(0), json!(1)), "{report}");
@@ -139,14 +117,14 @@ async fn a_stale_connection_is_reported_pruned() {
 #[tokio::test]
 async fn broadcast_reaches_every_connection_only_when_enabled() {
     let off = spawn_hub().await;
-    let (status, body) = emit(&off, json!({"event": "system:maintenance", "broadcast": true})).await;
+    let (status, body) = off.emit(json!({"event": "system:maintenance", "broadcast": true})).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["error"]["code"], "BROADCAST_DISABLED");
 
     let on = spawn_hub_with(|options| options.config.broadcast_enabled = true).await;
     let mut a = on.connect(&on.token("u1", "customer")).await.expect("connect");
     let mut b = on.connect(&on.token("u2", "provider")).await.expect("connect");
-    let (status, report) = emit(&on, json!({"event": "system:maintenance", "broadcast": true})).await;
+    let (status, report) = on.emit(json!({"event": "system:maintenance", "broadcast": true})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(report["delivered"], 2);
     a.next_event("system:maintenance").await;
@@ -183,7 +161,7 @@ async fn bad_payloads_get_the_documented_codes_and_statuses() {
         (json!(["not", "an", "object"]), StatusCode::BAD_REQUEST, "INVALID_JSON"),
     ];
     for (body, status, code) in cases {
-        let (got, answer) = emit(&hub, body.clone()).await;
+        let (got, answer) = hub.emit(body.clone()).await;
         assert_eq!((got, answer["error"]["code"].as_str()), (status, Some(code)), "{body}: {answer}");
     }
 

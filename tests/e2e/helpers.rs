@@ -1,5 +1,10 @@
 //! Test fixtures: a fresh harness per test (`spawn_hub`), tokens signed with its secret, real WebSocket clients with
 //! timeouts on every receive, and an HTTP client. Set `TEST_LOG=1` to see the harness's logs.
+//!
+//! `E2E_STORE=dynamodb` (with `DYNAMODB_ENDPOINT`) runs every hub on DynamoDB Local, each in a fresh table, and
+//! `E2E_PUSHER=sdk` delivers through the AWS SDK and the harness's `@connections`: together they are the cloud code
+//! path, which `scripts/test.sh` runs as a second pass of this suite. A test that chooses its own store or pusher
+//! keeps its choice.
 
 #![allow(dead_code)] // Each test module uses a different subset of these helpers.
 
@@ -8,7 +13,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use local::{HarnessOptions, RunningHarness, StoreChoice};
+use local::{HarnessOptions, PusherChoice, RunningHarness, StoreChoice};
+use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use shared::auth::{Claims, mint_token};
@@ -42,7 +48,8 @@ pub(crate) struct TestHub {
     http: reqwest::Client,
 }
 
-/// A hub on a free port with in-memory SQLite and the in-process pusher.
+/// A hub on a free port with fresh state: in-memory SQLite and the in-process pusher unless `E2E_STORE` and
+/// `E2E_PUSHER` say otherwise.
 pub(crate) async fn spawn_hub() -> TestHub {
     spawn_hub_with(|_| {}).await
 }
@@ -52,7 +59,8 @@ pub(crate) async fn spawn_hub_with(adjust: impl FnOnce(&mut HarnessOptions)) -> 
     LazyLock::force(&TRACING);
     let mut options = HarnessOptions::new(Config::for_tests());
     options.port = 0;
-    options.store = StoreChoice::Memory;
+    options.store = store_from_env();
+    options.pusher = pusher_from_env();
     adjust(&mut options);
     let jwt_secret = options.config.jwt.secret.clone();
     let api_key = options.config.internal_api_key.clone();
@@ -68,7 +76,77 @@ pub(crate) async fn spawn_hub_with(adjust: impl FnOnce(&mut HarnessOptions)) -> 
     }
 }
 
+/// The store this run's hubs use by default: see the module documentation.
+fn store_from_env() -> StoreChoice {
+    match std::env::var("E2E_STORE").as_deref() {
+        Err(_) | Ok("" | "memory") => StoreChoice::Memory,
+        Ok("dynamodb") => {
+            let endpoint = std::env::var("DYNAMODB_ENDPOINT")
+                .expect("E2E_STORE=dynamodb needs DYNAMODB_ENDPOINT: run scripts/test.sh or scripts/dynamodb-local.sh");
+            StoreChoice::Dynamo { endpoint, table: format!("bellhop-e2e-{}", uuid::Uuid::now_v7().simple()) }
+        }
+        Ok(other) => panic!("E2E_STORE must be memory or dynamodb, not {other:?}"),
+    }
+}
+
+fn pusher_from_env() -> PusherChoice {
+    match std::env::var("E2E_PUSHER").as_deref() {
+        Err(_) | Ok("" | "in-process") => PusherChoice::InProcess,
+        Ok("sdk") => PusherChoice::Sdk,
+        Ok(other) => panic!("E2E_PUSHER must be in-process or sdk, not {other:?}"),
+    }
+}
+
+/// The error code of an ack or error frame, or "" when it has none.
+pub(crate) fn error_code(frame: &Value) -> &str {
+    frame["error"]["code"].as_str().unwrap_or("")
+}
+
 impl TestHub {
+    /// A request to the hub's HTTP API; the body, when any, is sent as JSON. Answers the status and the JSON body
+    /// (`Null` when the body is not JSON).
+    async fn call(&self, method: Method, path: &str, auth: Auth<'_>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.http_url));
+        request = match auth {
+            Auth::ApiKey => request.header("x-api-key", self.api_key.expose_secret()),
+            Auth::Bearer(token) => request.bearer_auth(token),
+        };
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap_or_else(|error| panic!("HTTP request to {path}: {error}"));
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// An internal request (`/internal/...`) with the API key.
+    pub(crate) async fn internal(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call(method, path, Auth::ApiKey, body).await
+    }
+
+    /// A client request with `Authorization: Bearer <token>`.
+    pub(crate) async fn client_call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.call(method, path, Auth::Bearer(token), body).await
+    }
+
+    /// `POST /internal/emit` with the API key.
+    pub(crate) async fn emit(&self, body: Value) -> (StatusCode, Value) {
+        self.internal(Method::POST, "/internal/emit", Some(body)).await
+    }
+
+    /// Grants `users` the granted room `room`, failing the test if the hub refuses.
+    pub(crate) async fn grant(&self, room: &str, users: &[&str]) {
+        let path = format!("/internal/rooms/{room}/members");
+        let (status, body) = self.internal(Method::PUT, &path, Some(json!({"users": users}))).await;
+        assert_eq!(status, StatusCode::OK, "grant {room}: {body}");
+    }
+
     /// Claims for `sub` valid for ten minutes, without role or rooms.
     pub(crate) fn claims(sub: &str) -> Claims {
         let now = chrono::Utc::now().timestamp();
@@ -167,6 +245,11 @@ impl TestHub {
     }
 }
 
+enum Auth<'a> {
+    ApiKey,
+    Bearer(&'a str),
+}
+
 /// `=` → `%3D` and other reserved characters, as the AWS SDKs encode the id path segment.
 pub(crate) fn percent_encode_id(id: &str) -> String {
     id.bytes()
@@ -189,6 +272,12 @@ pub(crate) struct TestClient {
 }
 
 impl TestClient {
+    /// This socket's connection id, from a `hello` ack.
+    pub(crate) async fn connection_id(&mut self) -> String {
+        let ack = self.request("hello", json!({})).await;
+        ack["data"]["connectionId"].as_str().expect("connection id").to_owned()
+    }
+
     pub(crate) async fn send_json(&mut self, value: Value) {
         self.send_text(&value.to_string()).await;
     }

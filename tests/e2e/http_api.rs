@@ -6,56 +6,16 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestClient, TestHub, spawn_hub};
+use crate::helpers::{TestHub, spawn_hub};
 
 const QUIET: Duration = Duration::from_millis(300);
-
-/// An internal request with the API key.
-async fn internal(hub: &TestHub, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut request = hub.http().request(method, format!("{}{path}", hub.http_url)).header("x-api-key", hub.api_key());
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("internal request");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// A client request with a bearer token.
-async fn client_call(
-    hub: &TestHub,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = hub.http().request(method, format!("{}{path}", hub.http_url)).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("client request");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-async fn grant(hub: &TestHub, room: &str, users: &[&str]) {
-    let (status, body) =
-        internal(hub, Method::PUT, &format!("/internal/rooms/{room}/members"), Some(json!({"users": users}))).await;
-    assert_eq!(status, StatusCode::OK, "grant {room}: {body}");
-}
-
-async fn connection_id(client: &mut TestClient) -> String {
-    let ack = client.request("hello", json!({})).await;
-    ack["data"]["connectionId"].as_str().expect("connection id").to_owned()
-}
 
 #[tokio::test]
 async fn health_reports_real_counters_from_the_store() {
     let hub = spawn_hub().await;
     let _a = hub.connect(&hub.token("u1", "customer")).await.expect("connect");
     let _b = hub.connect(&hub.token("u2", "admin")).await.expect("connect");
-    let (status, _) =
-        internal(&hub, Method::POST, "/internal/emit", Some(json!({"event": "e", "users": ["u1"]}))).await;
+    let (status, _) = hub.internal(Method::POST, "/internal/emit", Some(json!({"event": "e", "users": ["u1"]}))).await;
     assert_eq!(status, StatusCode::OK);
 
     let response = hub.http().get(format!("{}/health", hub.http_url)).send().await.expect("health");
@@ -90,25 +50,25 @@ async fn the_openapi_document_is_generated_from_the_routes() {
 async fn unknown_routes_wrong_methods_and_bad_bodies_answer_in_the_envelope() {
     let hub = spawn_hub().await;
 
-    let (status, body) = internal(&hub, Method::GET, "/no/such/route", None).await;
+    let (status, body) = hub.internal(Method::GET, "/no/such/route", None).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("NOT_FOUND")), "{body}");
 
-    let (status, body) = internal(&hub, Method::PATCH, "/health", None).await;
+    let (status, body) = hub.internal(Method::PATCH, "/health", None).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::METHOD_NOT_ALLOWED, Some("METHOD_NOT_ALLOWED")));
 
     let (status, body) =
-        internal(&hub, Method::PUT, "/internal/rooms/booking:1/members", Some(json!({"users": "u1"}))).await;
+        hub.internal(Method::PUT, "/internal/rooms/booking:1/members", Some(json!({"users": "u1"}))).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("INVALID_DATA")), "{body}");
 
     let (status, body) =
-        internal(&hub, Method::PUT, "/internal/rooms/calendar/members", Some(json!({"users": ["u1"]}))).await;
+        hub.internal(Method::PUT, "/internal/rooms/calendar/members", Some(json!({"users": ["u1"]}))).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("INVALID_ROOM")), "{body}");
 }
 
 #[tokio::test]
 async fn grants_let_the_bookings_client_and_business_owner_join_and_keep_everyone_else_out() {
     let hub = spawn_hub().await;
-    grant(&hub, "booking:42", &["client-1", "business-1"]).await;
+    hub.grant("booking:42", &["client-1", "business-1"]).await;
     let mut client = hub.connect(&hub.token("client-1", "customer")).await.expect("connect");
     let mut owner = hub.connect(&hub.token("business-1", "provider")).await.expect("connect");
     let mut stranger = hub.connect(&hub.token("stranger", "customer")).await.expect("connect");
@@ -121,7 +81,7 @@ async fn grants_let_the_bookings_client_and_business_owner_join_and_keep_everyon
     assert_eq!(joined_owner["ok"], true, "{joined_owner}");
     assert_eq!(refused["ok"], false);
     assert_eq!(refused["error"]["code"], "FORBIDDEN", "{refused}");
-    let (status, info) = internal(&hub, Method::GET, "/internal/rooms/booking:42", None).await;
+    let (status, info) = hub.internal(Method::GET, "/internal/rooms/booking:42", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(info["connections"], 2, "{info}");
     assert_eq!(info["members"], json!(["business-1", "client-1"]), "{info}");
@@ -130,25 +90,21 @@ async fn grants_let_the_bookings_client_and_business_owner_join_and_keep_everyon
 #[tokio::test]
 async fn revoking_a_grant_removes_the_users_live_connections_from_the_room() {
     let hub = spawn_hub().await;
-    grant(&hub, "booking:7", &["client-1", "business-1"]).await;
+    hub.grant("booking:7", &["client-1", "business-1"]).await;
     let mut client = hub.connect(&hub.token("client-1", "customer")).await.expect("connect");
     let mut owner = hub.connect(&hub.token("business-1", "provider")).await.expect("connect");
     client.request("room:join", json!({"room": "booking:7"})).await;
     owner.request("room:join", json!({"room": "booking:7"})).await;
 
     let (status, body) =
-        internal(&hub, Method::DELETE, "/internal/rooms/booking:7/members", Some(json!({"users": ["client-1"]}))).await;
+        hub.internal(Method::DELETE, "/internal/rooms/booking:7/members", Some(json!({"users": ["client-1"]}))).await;
 
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["removedConnections"], 1);
     assert_eq!(owner.next_event("room:userLeft").await["data"]["userId"], "client-1");
-    let (_, report) = internal(
-        &hub,
-        Method::POST,
-        "/internal/emit",
-        Some(json!({"event": "booking:updated", "rooms": ["booking:7"]})),
-    )
-    .await;
+    let (_, report) = hub
+        .internal(Method::POST, "/internal/emit", Some(json!({"event": "booking:updated", "rooms": ["booking:7"]})))
+        .await;
     assert_eq!(report["recipients"], 1, "{report}");
     let again = client.request("room:join", json!({"room": "booking:7"})).await;
     assert_eq!(again["error"]["code"], "FORBIDDEN", "{again}");
@@ -157,7 +113,7 @@ async fn revoking_a_grant_removes_the_users_live_connections_from_the_room() {
 #[tokio::test]
 async fn history_and_conversations_over_http_match_what_was_sent() {
     let hub = spawn_hub().await;
-    grant(&hub, "booking:9", &["client-1", "business-1"]).await;
+    hub.grant("booking:9", &["client-1", "business-1"]).await;
     let client_token = hub.token("client-1", "customer");
     let owner_token = hub.token("business-1", "provider");
     let mut client = hub.connect(&client_token).await.expect("connect");
@@ -169,16 +125,16 @@ async fn history_and_conversations_over_http_match_what_was_sent() {
         assert_eq!(ack["ok"], true, "{ack}");
     }
 
-    let (status, page) = client_call(&hub, Method::GET, "/rooms/booking:9/messages?limit=2", &owner_token, None).await;
+    let (status, page) = hub.client_call(Method::GET, "/rooms/booking:9/messages?limit=2", &owner_token, None).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     let contents: Vec<&str> =
         page["events"].as_array().expect("events").iter().filter_map(|e| e["data"]["content"].as_str()).collect();
     assert_eq!(contents, ["Is 2pm fine?", "See you"]);
     assert_eq!(page["hasMore"], true);
-    let (_, older) = client_call(&hub, Method::GET, "/rooms/booking:9/messages?before=2", &owner_token, None).await;
+    let (_, older) = hub.client_call(Method::GET, "/rooms/booking:9/messages?before=2", &owner_token, None).await;
     assert_eq!(older["events"][0]["data"]["content"], "Hi", "{older}");
 
-    let (status, list) = client_call(&hub, Method::GET, "/me/conversations", &owner_token, None).await;
+    let (status, list) = hub.client_call(Method::GET, "/me/conversations", &owner_token, None).await;
     assert_eq!(status, StatusCode::OK, "{list}");
     let conversation = &list["conversations"][0];
     assert_eq!(conversation["room"], "booking:9", "{list}");
@@ -186,28 +142,28 @@ async fn history_and_conversations_over_http_match_what_was_sent() {
     assert_eq!(conversation["lastEvent"]["data"]["content"], "See you");
 
     client.drain(QUIET).await;
-    let (status, read) =
-        client_call(&hub, Method::POST, "/messages/read", &owner_token, Some(json!({"room": "booking:9", "seq": 3})))
-            .await;
+    let (status, read) = hub
+        .client_call(Method::POST, "/messages/read", &owner_token, Some(json!({"room": "booking:9", "seq": 3})))
+        .await;
     assert_eq!((status, read["seq"].clone()), (StatusCode::OK, json!(3)), "{read}");
     let receipt = client.next_event("message:read").await;
     assert_eq!(receipt["data"]["userId"], "business-1");
     assert_eq!(receipt["data"]["seq"], 3);
-    let (_, list) = client_call(&hub, Method::GET, "/me/conversations", &owner_token, None).await;
+    let (_, list) = hub.client_call(Method::GET, "/me/conversations", &owner_token, None).await;
     assert_eq!(list["conversations"][0]["unreadCount"], 0, "{list}");
 }
 
 #[tokio::test]
 async fn history_of_a_room_the_user_may_not_join_is_forbidden() {
     let hub = spawn_hub().await;
-    grant(&hub, "booking:5", &["client-1"]).await;
+    hub.grant("booking:5", &["client-1"]).await;
 
     let (status, body) =
-        client_call(&hub, Method::GET, "/rooms/booking:5/messages", &hub.token("stranger", "customer"), None).await;
+        hub.client_call(Method::GET, "/rooms/booking:5/messages", &hub.token("stranger", "customer"), None).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("FORBIDDEN")), "{body}");
 
     let (status, body) =
-        client_call(&hub, Method::GET, "/rooms/calendar/messages", &hub.token("c", "customer"), None).await;
+        hub.client_call(Method::GET, "/rooms/calendar/messages", &hub.token("c", "customer"), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 }
 
@@ -224,7 +180,7 @@ async fn client_routes_reject_missing_invalid_and_expired_tokens_with_401() {
     assert_eq!(body["error"]["code"], "MISSING_TOKEN");
     assert_eq!(body["error"]["message"], "Authentication error: Missing token");
     for (token, code) in [("not.a.jwt", "INVALID_TOKEN"), (expired.as_str(), "TOKEN_EXPIRED")] {
-        let (status, body) = client_call(&hub, Method::GET, "/me", token, None).await;
+        let (status, body) = hub.client_call(Method::GET, "/me", token, None).await;
         assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some(code)), "{body}");
     }
 }
@@ -233,7 +189,7 @@ async fn client_routes_reject_missing_invalid_and_expired_tokens_with_401() {
 async fn me_describes_the_identity_and_its_auto_rooms() {
     let hub = spawn_hub().await;
 
-    let (status, me) = client_call(&hub, Method::GET, "/me", &hub.token("prov-7", "provider"), None).await;
+    let (status, me) = hub.client_call(Method::GET, "/me", &hub.token("prov-7", "provider"), None).await;
 
     assert_eq!(status, StatusCode::OK);
     assert_eq!(me["userId"], "prov-7");
@@ -245,14 +201,14 @@ async fn me_describes_the_identity_and_its_auto_rooms() {
 async fn force_disconnect_closes_the_socket_and_unknown_ids_are_404() {
     let hub = spawn_hub().await;
     let mut client = hub.connect(&hub.token("u1", "customer")).await.expect("connect");
-    let id = connection_id(&mut client).await;
+    let id = client.connection_id().await;
 
-    let (status, body) = internal(&hub, Method::DELETE, &format!("/internal/connections/{id}"), None).await;
+    let (status, body) = hub.internal(Method::DELETE, &format!("/internal/connections/{id}"), None).await;
 
     assert_eq!(status, StatusCode::OK, "{body}");
     let close = client.wait_closed(Duration::from_secs(5)).await;
     assert_eq!(close.map(|frame| u16::from(frame.code)), Some(1000));
     hub.wait_until_disconnected(&id).await;
-    let (status, body) = internal(&hub, Method::DELETE, &format!("/internal/connections/{id}"), None).await;
+    let (status, body) = hub.internal(Method::DELETE, &format!("/internal/connections/{id}"), None).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("NOT_FOUND")), "{body}");
 }

@@ -4,26 +4,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestHub, spawn_hub};
+use crate::helpers::{error_code, spawn_hub};
 
 const QUIET: Duration = Duration::from_millis(300);
-
-async fn grant(hub: &TestHub, room: &str, users: &[&str]) {
-    let status = hub
-        .http()
-        .put(format!("{}/internal/rooms/{room}/members", hub.http_url))
-        .header("x-api-key", hub.api_key())
-        .json(&json!({"users": users}))
-        .send()
-        .await
-        .expect("grant request")
-        .status();
-    assert!(status.is_success(), "grant {room}: {status}");
-}
-
-fn error_code(ack: &Value) -> &str {
-    ack["error"]["code"].as_str().unwrap_or("")
-}
 
 #[tokio::test]
 async fn hello_answers_with_connection_id_user_and_auto_rooms() {
@@ -248,7 +231,7 @@ async fn granted_rooms_admit_only_granted_users() {
     assert_eq!(error_code(&ack), "NOT_FOUND", "no grants yet: {ack}");
     assert!(ack["error"]["message"].as_str().unwrap_or("").starts_with("Booking"), "{ack}");
 
-    grant(&hub, "booking:42", &["client-1", "owner-1"]).await;
+    hub.grant("booking:42", &["client-1", "owner-1"]).await;
     let ack = client.request("room:join", json!({"room": "booking:42"})).await;
     assert_eq!(ack["ok"], true, "{ack}");
     let ack = outsider.request("room:join", json!({"room": "booking:42"})).await;

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use local::PusherChoice;
+use local::{PusherChoice, StoreChoice};
 use serde_json::{Value, json};
 use shared::ids::{ConnectionId, UserId};
 use shared::push::apigw::ApiGatewayPusher;
@@ -22,26 +22,15 @@ const FAN_OUT_RUNS: usize = 3;
 /// Liveness guard only: a loaded 2-core machine may be slow, and the figures are printed, not asserted.
 const FAN_OUT_GUARD: std::time::Duration = std::time::Duration::from_secs(60);
 
-async fn connection_id(client: &mut TestClient) -> String {
-    let ack = client.request("hello", json!({})).await;
-    ack["data"]["connectionId"].as_str().expect("connection id").to_owned()
-}
-
 fn id(raw: &str) -> ConnectionId {
     ConnectionId::parse(raw).expect("connection id")
 }
 
+/// An emit that must succeed; answers its delivery report.
 async fn emit(hub: &TestHub, body: Value) -> Value {
-    let response = hub
-        .http()
-        .post(format!("{}/internal/emit", hub.http_url))
-        .header("x-api-key", hub.api_key())
-        .json(&body)
-        .send()
-        .await
-        .expect("emit request");
-    assert!(response.status().is_success(), "emit: {}", response.status());
-    response.json().await.expect("report")
+    let (status, report) = hub.emit(body).await;
+    assert!(status.is_success(), "emit: {status} {report}");
+    report
 }
 
 #[tokio::test]
@@ -49,7 +38,7 @@ async fn the_sdk_pusher_delivers_through_the_harness_and_gets_typed_errors() {
     let hub = spawn_hub().await;
     let pusher = ApiGatewayPusher::for_endpoint(&hub.management_url).await;
     let mut client = hub.connect(&hub.token("u1", "customer")).await.expect("connect");
-    let connection = id(&connection_id(&mut client).await);
+    let connection = id(&client.connection_id().await);
 
     pusher.post(&connection, Bytes::from_static(br#"{"type":"event","event":"hi","data":{}}"#)).await.expect("post");
     assert_eq!(client.next_event("hi").await["event"], "hi");
@@ -109,7 +98,13 @@ async fn with_the_sdk_pusher_emits_reach_sockets_and_stale_connections_are_prune
 async fn fan_out_to_a_thousand_sockets_is_measured_for_each_pusher() {
     let mut lines = Vec::new();
     for (name, choice) in [("in-process", PusherChoice::InProcess), ("sdk", PusherChoice::Sdk)] {
-        let hub = spawn_hub_with(|options| options.pusher = choice).await;
+        // This compares pushers, so the store stays in-memory SQLite in every pass of the suite: 2,000 handshakes
+        // against DynamoDB Local would measure the store instead (its request costs are in the `dynamo_costs` bench).
+        let hub = spawn_hub_with(|options| {
+            options.pusher = choice;
+            options.store = StoreChoice::Memory;
+        })
+        .await;
         let mut clients = connect_many(&hub, FAN_OUT_SOCKETS).await;
         let mut runs = Vec::with_capacity(FAN_OUT_RUNS);
         for run in 0..FAN_OUT_RUNS {
