@@ -39,8 +39,11 @@ running_pid() {
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && printf '%s' "$pid"
 }
 
+# The endpoint for the tests and the harness, and the jar's directory for the tests that run a DynamoDB Local of
+# their own (the outage test stops and restarts one, which must not be the instance every other test shares).
 print_env() {
   printf 'export DYNAMODB_ENDPOINT=http://127.0.0.1:%s\n' "$(cat "$PORT_FILE")"
+  printf 'export DYNAMODB_LOCAL_JAR_DIR=%q\n' "$(find_jar_dir)"
 }
 
 # Answers 0 when DynamoDB Local replies to a ListTables call. Any HTTP answer with a JSON body counts: an

@@ -21,6 +21,7 @@ use shared::handlers::{authorizer, connect};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tracing::Instrument;
 
 use super::Gateway;
 use super::connections::{Connection, new_connection_id, new_request_id};
@@ -87,110 +88,117 @@ pub(crate) async fn upgrade(
         authorizer: None,
     };
     let span = tracing::info_span!("connect", connection_id = %connection_id, request_id = %request_id);
-    let _entered = span.enter();
-
-    // The identity source is not configured on the emulated authorizer, so it always runs and finds the token
-    // itself (query, subprotocol or Authorization header), as the Bellhop template deploys it.
-    let started = Instant::now();
-    let invocation = Invocation { request_id: request_id.clone(), time_ms: connected_at_ms };
-    let authorized = match events::authorizer_event(&ctx, &handshake, &invocation) {
-        Ok((_, event)) => {
-            let deps = gateway.deps.clone();
-            tokio::spawn(async move { authorizer::handle(&deps, event).await }).await
-        }
-        Err(error) => {
-            tracing::error!(%error, "authorizer event has the wrong shape");
-            return gateway_refusal(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error", &ctx, &request_id);
-        }
-    };
-    let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
-    match authorized {
-        Ok(Ok(answer)) => match policy_allows(&answer, &gateway, &ctx) {
-            true => {
-                ctx.authorizer =
-                    Some(events::stringify_authorizer_context(answer.principal_id.as_deref(), &answer.context))
-            }
-            false => {
-                tracing::info!("handshake refused: authorizer denied");
-                return gateway_refusal(StatusCode::FORBIDDEN, "Forbidden", &ctx, &request_id);
-            }
-        },
-        Ok(Err(authorizer::AuthorizerError::Unauthorized)) => {
-            tracing::info!("handshake refused: authorizer said unauthorized");
-            return gateway_refusal(StatusCode::UNAUTHORIZED, "Unauthorized", &ctx, &request_id);
-        }
-        Err(join) => {
-            tracing::error!(error = %join, "authorizer panicked");
-            return gateway_refusal(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error", &ctx, &request_id);
-        }
-    }
-
-    let invocation = Invocation { request_id: request_id.clone(), time_ms: chrono::Utc::now().timestamp_millis() };
-    let connected = match events::connect_event(&ctx, &handshake, &invocation, Some(latency_ms)) {
-        Ok((_, event)) => {
-            let deps = gateway.deps.clone();
-            tokio::spawn(async move { connect::handle(&deps, event).await }).await
-        }
-        Err(error) => {
-            tracing::error!(%error, "connect event has the wrong shape");
-            return gateway_refusal(StatusCode::BAD_GATEWAY, "Internal server error", &ctx, &request_id);
-        }
-    };
-    let answer = match connected {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(error)) => {
-            tracing::error!(%error, "$connect failed");
-            return gateway_refusal(StatusCode::BAD_GATEWAY, "Internal server error", &ctx, &request_id);
-        }
-        Err(join) => {
-            tracing::error!(error = %join, "$connect panicked");
-            return gateway_refusal(StatusCode::BAD_GATEWAY, "Internal server error", &ctx, &request_id);
-        }
-    };
-    if !(200..300).contains(&answer.status_code) {
-        tracing::info!(status = answer.status_code, "handshake refused by $connect");
-        return connect_refusal(answer.status_code, answer.body, &request_id);
-    }
-
-    // Registered before the 101 goes out: once the client sees 101, posts to it must succeed.
-    let (connection, ends) =
-        Connection::new(connection_id.clone(), connected_at_ms, ctx.source_ip.clone(), ctx.user_agent.clone());
-    gateway.registry.insert(connection.clone());
-    let guard = gateway.session_guard();
-    let session_gateway = gateway.clone();
-    let session_ctx = ctx.clone();
-    tokio::spawn(async move {
-        let _guard = guard;
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let socket =
-                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(socket_config())).await;
-                session::run(session_gateway, connection, ends, socket, session_ctx).await;
+    // The rest runs inside the span with `instrument`, not a guard held across awaits: a guard would mark
+    // unrelated tasks' events with this connection whenever the handshake yields.
+    async move {
+        // The identity source is not configured on the emulated authorizer, so it always runs and finds the token
+        // itself (query, subprotocol or Authorization header), as the Bellhop template deploys it.
+        let started = Instant::now();
+        let invocation = Invocation { request_id: request_id.clone(), time_ms: connected_at_ms };
+        let authorized = match events::authorizer_event(&ctx, &handshake, &invocation) {
+            Ok((_, event)) => {
+                let deps = gateway.deps.clone();
+                tokio::spawn(async move { authorizer::handle(&deps, event).await }).await
             }
             Err(error) => {
-                tracing::warn!(%error, connection_id = %session_ctx.connection_id, "upgrade failed after $connect");
-                session::abandon(&session_gateway, &session_ctx).await;
+                tracing::error!(%error, "authorizer event has the wrong shape");
+                return gateway_refusal(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error", &ctx, &request_id);
+            }
+        };
+        let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        match authorized {
+            Ok(Ok(answer)) => match policy_allows(&answer, &gateway, &ctx) {
+                true => {
+                    ctx.authorizer =
+                        Some(events::stringify_authorizer_context(answer.principal_id.as_deref(), &answer.context))
+                }
+                false => {
+                    tracing::info!("handshake refused: authorizer denied");
+                    return gateway_refusal(StatusCode::FORBIDDEN, "Forbidden", &ctx, &request_id);
+                }
+            },
+            Ok(Err(authorizer::AuthorizerError::Unauthorized)) => {
+                tracing::info!("handshake refused: authorizer said unauthorized");
+                return gateway_refusal(StatusCode::UNAUTHORIZED, "Unauthorized", &ctx, &request_id);
+            }
+            Err(join) => {
+                tracing::error!(error = %join, "authorizer panicked");
+                return gateway_refusal(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error", &ctx, &request_id);
             }
         }
-    });
-    tracing::info!("connected");
 
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let out = response.headers_mut();
-    // `$connect`'s headers first (notably Sec-WebSocket-Protocol: API Gateway never picks a protocol itself), then
-    // the handshake headers, which the handler must not override.
-    for (name, value) in &answer.headers {
-        if ![header::CONNECTION, header::UPGRADE, header::CONTENT_LENGTH, header::SEC_WEBSOCKET_ACCEPT].contains(name) {
-            out.append(name.clone(), value.clone());
+        let invocation = Invocation { request_id: request_id.clone(), time_ms: chrono::Utc::now().timestamp_millis() };
+        let connected = match events::connect_event(&ctx, &handshake, &invocation, Some(latency_ms)) {
+            Ok((_, event)) => {
+                let deps = gateway.deps.clone();
+                tokio::spawn(async move { connect::handle(&deps, event).await }).await
+            }
+            Err(error) => {
+                tracing::error!(%error, "connect event has the wrong shape");
+                return gateway_refusal(StatusCode::BAD_GATEWAY, "Internal server error", &ctx, &request_id);
+            }
+        };
+        let answer = match connected {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "$connect failed");
+                return gateway_refusal(StatusCode::BAD_GATEWAY, "Internal server error", &ctx, &request_id);
+            }
+            Err(join) => {
+                tracing::error!(error = %join, "$connect panicked");
+                return gateway_refusal(StatusCode::BAD_GATEWAY, "Internal server error", &ctx, &request_id);
+            }
+        };
+        if !(200..300).contains(&answer.status_code) {
+            tracing::info!(status = answer.status_code, "handshake refused by $connect");
+            return connect_refusal(answer.status_code, answer.body, &request_id);
         }
+
+        // Registered before the 101 goes out: once the client sees 101, posts to it must succeed.
+        let (connection, ends) =
+            Connection::new(connection_id.clone(), connected_at_ms, ctx.source_ip.clone(), ctx.user_agent.clone());
+        gateway.registry.insert(connection.clone());
+        let guard = gateway.session_guard();
+        let session_gateway = gateway.clone();
+        let session_ctx = ctx.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let socket =
+                        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(socket_config()))
+                            .await;
+                    session::run(session_gateway, connection, ends, socket, session_ctx).await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, connection_id = %session_ctx.connection_id, "upgrade failed after $connect");
+                    session::abandon(&session_gateway, &session_ctx).await;
+                }
+            }
+        });
+        tracing::info!("connected");
+
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let out = response.headers_mut();
+        // `$connect`'s headers first (notably Sec-WebSocket-Protocol: API Gateway never picks a protocol itself), then
+        // the handshake headers, which the handler must not override.
+        for (name, value) in &answer.headers {
+            if ![header::CONNECTION, header::UPGRADE, header::CONTENT_LENGTH, header::SEC_WEBSOCKET_ACCEPT]
+                .contains(name)
+            {
+                out.append(name.clone(), value.clone());
+            }
+        }
+        out.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        out.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+            out.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+        }
+        response
     }
-    out.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    out.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
-        out.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-    }
-    response
+    .instrument(span)
+    .await
 }
 
 /// Whether the authorizer's policy allows invoking this stage's `$connect`: an explicit Deny wins, and some Allow

@@ -53,6 +53,10 @@ pub async fn send(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
         return Err(ActionError::invalid(format!("metadata must be an object of at most {MAX_METADATA_BYTES} bytes")));
     }
     let members = members_if_joined(deps, caller, &room).await?;
+    // Participation (the conversations list) is recorded before the message so that a failure here leaves nothing
+    // behind but an idempotent marker for a room the sender is already in, never a stored message the client was told
+    // had failed.
+    deps.store.record_participation(&caller.identity.user_id, &room).await?;
 
     let id = uuid::Uuid::now_v7().to_string();
     let created_at = chrono::Utc::now();
@@ -83,12 +87,11 @@ pub async fn send(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
     if appended.duplicate {
         tracing::info!(room = %room, seq = appended.event.seq, "duplicate send answered from the store");
     } else {
-        deps.store.count_messages(1).await?;
-        deps.store.record_participation(&caller.identity.user_id, &room).await?;
         let frame =
             ServerFrame::room_event(events::MESSAGE_NEW, room.as_str(), Some(appended.event.seq), stored.clone());
         let others = members.into_iter().map(|m| m.connection_id).filter(|c| c != caller.id()).collect();
         let report = deps.deliver(others, &frame).await;
+        deps.count_message().await;
         tracing::info!(room = %room, seq = appended.event.seq, delivered = report.delivered.len(), "message sent");
     }
     Ok(json!({"message": stored, "duplicate": appended.duplicate}))

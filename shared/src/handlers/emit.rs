@@ -427,7 +427,7 @@ async fn execute(deps: &Deps, plan: Plan) -> Result<EmitReport, EmitError> {
         report.failed += outcome.failed.len();
     }
 
-    deps.store.count_messages(1).await?;
+    deps.count_message().await;
     if let Some(notification) = &plan.notification {
         let stored = notify(deps, &plan.users, notification).await.map_err(|error| match error {
             super::HandlerError::Store(store) => EmitError::Store(store),
@@ -475,16 +475,7 @@ mod tests {
 
     /// Puts a connection of `user` in the store, a member of its user room and of `rooms`.
     async fn connect(deps: &Deps, id: &str, user: &str, rooms: &[&str]) -> ConnectionId {
-        let now = chrono::Utc::now();
-        let record = ConnectionRecord {
-            connection_id: ConnectionId::parse(id).expect("connection id"),
-            user_id: UserId::parse(user).expect("user id"),
-            role: None,
-            name: None,
-            email: None,
-            connected_at: now,
-            expires_at: now + chrono::Duration::hours(2),
-        };
+        let record = ConnectionRecord::for_tests(id, user);
         let mut joined = vec![RoomName::for_user(&record.user_id)];
         joined.extend(rooms.iter().map(|r| RoomName::parse(*r).expect("room")));
         deps.store.put_connection(&record, &joined).await.expect("put connection");

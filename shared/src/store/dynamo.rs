@@ -28,7 +28,7 @@
 //! | unread notification counter | `NOTIF#{user}`      | `UNREAD`                        | `unread`                                |
 //! | call                        | `CALL#{id}`         | `CALL`                          |                                         |
 //! | idempotency key             | `IDEM#{key}`        | `IDEM`                          | `expires_at` (ms), `ttl`                |
-//! | global counters             | `STATS`             | `GLOBAL`                        | `active_connections`, `active_rooms`…   |
+//! | global counters (16 shards) | `STATS`             | `GLOBAL#{00..15}`               | `active_connections`, `active_rooms`…   |
 //!
 //! Why these choices:
 //! - The connection → rooms path is a string set on the connection item rather than a second item per membership,
@@ -298,8 +298,30 @@ impl DynamoStore {
     }
 }
 
+/// Retries and timeouts for every DynamoDB call. Throttling and transient errors (5xx, dropped connections) are
+/// retried by the SDK's standard strategy with jittered exponential backoff from 50 ms; after the last attempt the
+/// error reaches the handler, which answers `INTERNAL`. The bounds keep a store that stays down well inside a
+/// Lambda's timeout, so the client gets an answer instead of a timed-out invocation.
+const MAX_ATTEMPTS: u32 = 4;
+const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(8);
+
 async fn client_from_config(endpoint: Option<&str>, counter: Option<&RequestCounter>) -> Client {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(
+            aws_config::retry::RetryConfig::standard()
+                .with_max_attempts(MAX_ATTEMPTS)
+                .with_initial_backoff(INITIAL_BACKOFF),
+        )
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .operation_timeout(OPERATION_TIMEOUT)
+                .build(),
+        );
     let mut local_region = None;
     if let Some(endpoint) = endpoint {
         loader = loader.endpoint_url(endpoint);
@@ -411,7 +433,14 @@ const COUNTER: &str = "COUNTER";
 const UNREAD: &str = "UNREAD";
 const PRESENCE: &str = "PRESENCE";
 const STATS_PK: &str = "STATS";
-const STATS_SK: &str = "GLOBAL";
+/// The global counters are spread over this many items (`STATS`/`GLOBAL#{n}`): one item takes at most 1,000 writes a
+/// second, and every message, connect and disconnect in the deployment adds to these counters. Reading them back is
+/// one BatchGetItem.
+const STATS_SHARDS: u8 = 16;
+
+fn stats_sk(shard: u8) -> String {
+    format!("GLOBAL#{shard:02}")
+}
 const GRANT_ROOMS: &str = "ROOMS#GRANT#";
 const PART_ROOMS: &str = "ROOMS#PART#";
 
@@ -722,6 +751,42 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// Reads `keys` (distinct) with strongly consistent BatchGetItem calls of up to 100 keys, retrying unprocessed
+    /// keys with backoff. Missing items are simply absent from the answer.
+    async fn batch_get(&self, keys: Vec<Item>) -> StoreResult<Vec<Item>> {
+        let mut items = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(BATCH_GET_MAX) {
+            let mut pending = Some(
+                aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .set_keys(Some(chunk.to_vec()))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(StoreError::backend)?,
+            );
+            let mut attempt = 0;
+            while let Some(keys) = pending.take() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(StoreError::backend)?;
+                items.extend(out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default());
+                pending = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys().is_empty());
+                if pending.is_some() {
+                    attempt += 1;
+                    if attempt > BATCH_RETRIES {
+                        let left = pending.map_or(0, |k| k.keys().len());
+                        return Err(StoreError::backend(DynamoItemError::Unprocessed(left)));
+                    }
+                    backoff(attempt, 25, 2_000).await;
+                }
+            }
+        }
+        Ok(items)
+    }
+
     /// Adds `delta` to the member count of each room and returns how many rooms became non-empty (positive) or
     /// empty (negative), which is what `active_rooms` moves by.
     async fn adjust_member_counts(&self, rooms: &[RoomName], delta: i64) -> StoreResult<i64> {
@@ -750,13 +815,15 @@ impl DynamoStore {
             .await
     }
 
-    /// Adds to the global counters in one UpdateItem; zero deltas are left out.
+    /// Adds to the global counters in one UpdateItem on a random shard; zero deltas are left out.
     async fn adjust_stats(&self, deltas: &[(&str, i64)]) -> StoreResult<()> {
         let deltas: Vec<_> = deltas.iter().filter(|(_, d)| *d != 0).collect();
         if deltas.is_empty() {
             return Ok(());
         }
-        let mut request = self.client.update_item().table_name(&self.table).set_key(Some(key(STATS_PK, STATS_SK)));
+        let shard = uuid::Uuid::new_v4().as_bytes()[0] % STATS_SHARDS;
+        let mut request =
+            self.client.update_item().table_name(&self.table).set_key(Some(key(STATS_PK, stats_sk(shard))));
         let mut parts = Vec::new();
         for (i, (name, delta)) in deltas.iter().enumerate() {
             parts.push(format!("#c{i} :d{i}"));
@@ -1501,13 +1568,23 @@ impl Store for DynamoStore {
     }
 
     async fn stats(&self) -> StoreResult<Stats> {
-        let item = self.fetch(key(STATS_PK, STATS_SK)).await?;
-        let item = item.as_ref();
+        let shards = self.batch_get((0..STATS_SHARDS).map(|shard| key(STATS_PK, stats_sk(shard))).collect()).await?;
+        // Each shard holds part of every counter; a shard can be negative on its own (a connect counted on one shard,
+        // its disconnect on another), only the sum means anything.
+        let sum = |name: &'static str| -> StoreResult<u64> {
+            let mut total = 0i64;
+            for shard in &shards {
+                if shard.contains_key(name) {
+                    total = total.saturating_add(attr_i64(shard, name)?);
+                }
+            }
+            Ok(u64::try_from(total).unwrap_or(0))
+        };
         Ok(Stats {
-            active_connections: attr_count(item, "active_connections")?,
-            active_rooms: attr_count(item, "active_rooms")?,
-            total_connections: attr_count(item, "total_connections")?,
-            total_messages: attr_count(item, "total_messages")?,
+            active_connections: sum("active_connections")?,
+            active_rooms: sum("active_rooms")?,
+            total_connections: sum("total_connections")?,
+            total_messages: sum("total_messages")?,
         })
     }
 
@@ -1531,42 +1608,9 @@ impl Store for DynamoStore {
 
     async fn get_presence(&self, users: &[UserId]) -> StoreResult<Vec<PresenceRecord>> {
         // BatchGetItem rejects duplicate keys, so each user is asked for once.
-        let users: Vec<&UserId> = users.iter().collect::<BTreeSet<_>>().into_iter().collect();
-        let mut records = Vec::with_capacity(users.len());
-        for chunk in users.chunks(BATCH_GET_MAX) {
-            let keys: Vec<Item> = chunk.iter().map(|u| key(user_pk(u), PRESENCE)).collect();
-            let mut pending = Some(
-                aws_sdk_dynamodb::types::KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(StoreError::backend)?,
-            );
-            let mut attempt = 0;
-            while let Some(keys) = pending.take() {
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, keys)
-                    .send()
-                    .await
-                    .map_err(StoreError::backend)?;
-                for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
-                    records.push(presence_from_item(&item)?);
-                }
-                pending = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys().is_empty());
-                if pending.is_some() {
-                    attempt += 1;
-                    if attempt > BATCH_RETRIES {
-                        return Err(StoreError::backend(DynamoItemError::Unprocessed(
-                            pending.map_or(0, |k| k.keys().len()),
-                        )));
-                    }
-                    backoff(attempt, 25, 2_000).await;
-                }
-            }
-        }
-        Ok(records)
+        let users: BTreeSet<&UserId> = users.iter().collect();
+        let items = self.batch_get(users.into_iter().map(|u| key(user_pk(u), PRESENCE)).collect()).await?;
+        items.iter().map(presence_from_item).collect()
     }
 
     // ---- notifications ----------------------------------------------------------------------------------------
