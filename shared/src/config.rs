@@ -86,6 +86,8 @@ impl std::fmt::Debug for Config {
             .field("broadcast_enabled", &self.broadcast_enabled)
             .field("cors_origins", &self.cors_origins)
             .field("limits", &self.limits)
+            .field("call_ring_seconds", &self.call_ring_seconds)
+            .field("missed_call_queue_url", &self.missed_call_queue_url)
             .finish_non_exhaustive()
     }
 }
@@ -171,7 +173,7 @@ impl Config {
                 .unwrap_or_default(),
             connection_ttl_seconds: number("CONNECTION_TTL_SECONDS", 2 * 3600 + 15 * 60)?,
             idempotency_ttl_seconds: number("IDEMPOTENCY_TTL_SECONDS", 600)?,
-            call_ring_seconds: number("CALL_RING_SECONDS", 30)?,
+            call_ring_seconds: ring_seconds(number("CALL_RING_SECONDS", 30)?)?,
             missed_call_queue_url: get("MISSED_CALL_QUEUE_URL"),
         })
     }
@@ -180,6 +182,20 @@ impl Config {
     pub fn for_tests() -> Self {
         // The empty lookup with dev defaults cannot fail: every value has a valid default.
         Self::from_lookup(|_| None, true).unwrap_or_else(|e| panic!("default config is valid: {e}"))
+    }
+}
+
+/// The ring time must fit in one SQS message delay (at most 15 minutes), because the cloud's missed-call check is a
+/// delayed message; and a call that is missed the moment it rings is no call at all.
+fn ring_seconds(seconds: u64) -> Result<u64, ConfigError> {
+    let max = crate::schedule::MAX_DELAY_SECONDS;
+    if (1..=max).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err(ConfigError::Invalid {
+            name: "CALL_RING_SECONDS",
+            reason: format!("{seconds} is outside 1..={max} (the longest SQS message delay)"),
+        })
     }
 }
 
@@ -218,6 +234,16 @@ mod tests {
         assert!(error.to_string().starts_with("ROLE_ROOMS is invalid"), "{error}");
         let error = Config::from_lookup(lookup(&[("BROADCAST_ENABLED", "maybe")]), true).expect_err("invalid");
         assert!(error.to_string().starts_with("BROADCAST_ENABLED is invalid"), "{error}");
+    }
+
+    #[test]
+    fn call_ring_seconds_must_fit_one_sqs_message_delay() {
+        for bad in ["0", "901"] {
+            let error = Config::from_lookup(lookup(&[("CALL_RING_SECONDS", bad)]), true).expect_err("out of range");
+            assert!(error.to_string().starts_with("CALL_RING_SECONDS is invalid"), "{error}");
+        }
+        let config = Config::from_lookup(lookup(&[("CALL_RING_SECONDS", "900")]), true).expect("the maximum is valid");
+        assert_eq!(config.call_ring_seconds, 900);
     }
 
     #[test]

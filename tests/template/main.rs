@@ -1,6 +1,7 @@
 //! Offline checks of the deployment: `template.yaml` read as plain YAML (it uses long-form intrinsics only) and
 //! checked against the workspace it deploys — every function folder declared, every route on the right function,
-//! every variable `Config` reads set, no IAM wildcard — plus the API Gateway event fixtures in
+//! every variable `Config` reads set, no IAM wildcard, the missed-call queue consumed with partial batch failures
+//! and a visibility timeout of at least 6× its consumer's timeout — plus the API Gateway event fixtures in
 //! `shared/tests/fixtures` deserialised into the `aws_lambda_events` types (see `fixtures`).
 //!
 //! What it does not check: anything AWS decides at deploy time. cfn-lint and `sam validate --lint`
@@ -35,7 +36,7 @@ fn template_uses_long_form_intrinsics_only() {
 #[test]
 fn every_function_folder_is_a_cargo_lambda_function_of_the_template() {
     let folders = function_folders();
-    assert!(folders.len() >= 6, "expected the six functions, found {folders:?}");
+    assert!(folders.len() >= 7, "expected the seven functions, found {folders:?}");
     let declared = functions_by_folder();
 
     for folder in &folders {
@@ -245,12 +246,85 @@ fn each_permission_targets_only_what_it_is_for() {
     }
     let (authorizer_id, authorizer) = &functions_by_folder()["authorizer"];
     assert!(authorizer["Properties"]["Policies"].is_null(), "{authorizer_id} verifies JWTs and needs no permissions");
-    let senders: Vec<String> = iam_statements()
+    let mut sqs_actions: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (owner, statement) in iam_statements() {
+        for action in strings(&statement["Action"]).into_iter().filter(|a| a.starts_with("sqs:")) {
+            sqs_actions.entry(owner.clone()).or_default().insert(action);
+        }
+    }
+    let (consumer_id, _) = &functions_by_folder()["call-timeout"];
+    let expected: BTreeMap<String, BTreeSet<String>> = [
+        ("MessageFunction", &["sqs:SendMessage"][..]),
+        (consumer_id.as_str(), &["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"][..]),
+    ]
+    .into_iter()
+    .map(|(owner, actions)| (owner.to_owned(), actions.iter().map(|a| (*a).to_owned()).collect()))
+    .collect();
+    assert_eq!(sqs_actions, expected, "only call:initiate sends missed-call checks, only their consumer receives them");
+}
+
+#[test]
+fn missed_call_queue_is_consumed_with_partial_batch_failures_and_a_long_enough_visibility_timeout() {
+    let (function_id, function) = &functions_by_folder()["call-timeout"];
+    let mappings: Vec<_> = resources_of_type("AWS::Lambda::EventSourceMapping")
         .into_iter()
-        .filter(|(_, s)| strings(&s["Action"]).iter().any(|a| a.starts_with("sqs:")))
-        .map(|(owner, _)| owner)
+        .filter(|(_, m)| m["Properties"]["FunctionName"]["Ref"].as_str() == Some(function_id.as_str()))
         .collect();
-    assert_eq!(senders, ["MessageFunction"], "only call:initiate schedules missed-call checks");
+    assert_eq!(mappings.len(), 1, "{function_id} needs exactly one event source mapping");
+    let (mapping_id, mapping) = mappings[0];
+    let properties = &mapping["Properties"];
+    let queue_id = describe_reference(&properties["EventSourceArn"])
+        .strip_suffix(".Arn")
+        .unwrap_or_else(|| panic!("{mapping_id} EventSourceArn must be a queue's Arn"))
+        .to_owned();
+    let queue = resource(&queue_id);
+    assert_eq!(queue["Type"].as_str(), Some("AWS::SQS::Queue"), "{mapping_id} must read an SQS queue");
+    for folder in ["message", "call-timeout"] {
+        let (id, sender_or_consumer) = &functions_by_folder()[folder];
+        let url = &environment(sender_or_consumer)["MISSED_CALL_QUEUE_URL"];
+        assert_eq!(url["Ref"].as_str(), Some(queue_id.as_str()), "{id} MISSED_CALL_QUEUE_URL must name {queue_id}");
+    }
+    // Without it, one record that fails returns the whole batch to the queue, checked calls included.
+    assert!(
+        strings(&properties["FunctionResponseTypes"]).contains(&"ReportBatchItemFailures".to_owned()),
+        "{mapping_id} must set FunctionResponseTypes: [ReportBatchItemFailures]"
+    );
+
+    // Lambda's advice for SQS sources: a visibility timeout under 6× the function timeout lets a second invocation
+    // receive a batch the first may still be working on.
+    let timeout = setting(function, "Timeout").as_u64().expect("function timeout");
+    let visibility = queue["Properties"]["VisibilityTimeout"].as_u64().unwrap_or(30);
+    assert!(
+        visibility >= 6 * timeout,
+        "{queue_id} VisibilityTimeout {visibility} < 6 × {function_id} Timeout {timeout}"
+    );
+
+    // Failing checks end in a dead-letter queue, and no check expires before its longest delay and every retry.
+    let redrive = &queue["Properties"]["RedrivePolicy"];
+    let dead_letter = describe_reference(&redrive["deadLetterTargetArn"]);
+    let dead_letter_id = dead_letter.strip_suffix(".Arn").unwrap_or_else(|| panic!("{queue_id} needs a DLQ"));
+    assert_eq!(resource(dead_letter_id)["Type"].as_str(), Some("AWS::SQS::Queue"));
+    let receives = redrive["maxReceiveCount"].as_u64().expect("maxReceiveCount");
+    let longest_delay = template()["Parameters"]["CallRingSeconds"]["MaxValue"].as_u64().expect("CallRingSeconds max");
+    assert!(longest_delay <= 900, "SQS delays a message at most 900 s, so CALL_RING_SECONDS may not exceed it");
+    let retention = queue["Properties"]["MessageRetentionPeriod"].as_u64().expect("MessageRetentionPeriod");
+    assert!(
+        retention >= longest_delay + receives * visibility,
+        "{queue_id} retention {retention} s ends before a {longest_delay} s delay and {receives} receives"
+    );
+
+    // SAM's `Events: SQS` (and Kinesis, DynamoDB streams) attach an AWS managed policy granting on every resource.
+    for (id, function) in resources_of_type("AWS::Serverless::Function") {
+        if let Some(events) = function["Properties"]["Events"].as_mapping() {
+            for event in events.values() {
+                let kind = event["Type"].as_str().unwrap_or_default();
+                assert!(
+                    !matches!(kind, "SQS" | "Kinesis" | "DynamoDB"),
+                    "{id}: use an AWS::Lambda::EventSourceMapping"
+                );
+            }
+        }
+    }
 }
 
 #[test]

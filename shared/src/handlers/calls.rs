@@ -3,8 +3,17 @@
 //!
 //! States: `initiating` → `ringing` → `accepted` → `in_progress` (first signal after acceptance) → `ended`; or
 //! `rejected`, `missed` (nobody answered within `CALL_RING_SECONDS`, or the recipient had no open connection).
-//! The missed-call check is scheduled through a [`CallTimer`]: a tokio task in the harness, a delayed message in the
-//! cloud.
+//! The missed-call check is scheduled through a [`CallTimer`]: a tokio task in the harness ([`InProcessCallTimer`]),
+//! a delayed SQS message in the cloud ([`crate::schedule::SqsCallTimer`], consumed by `functions/call-timeout`
+//! through [`super::call_timeout`]). Either way it ends in [`expire_if_unanswered`], and [`load_call`] expires an
+//! overdue ringing call on touch as well, so a lost or late timer only delays the `call:missed` frames.
+//!
+//! Why an SQS delay queue and not EventBridge Scheduler: each message carries its own delay (`DelaySeconds`, up to
+//! 15 minutes, which bounds `CALL_RING_SECONDS`), so one queue serves every call and nothing is created per call that
+//! must be deleted afterwards (a one-time schedule is a resource until it is cleaned up); a check that keeps failing
+//! lands in a dead-letter queue instead of vanishing; the consumer takes batches with per-record failure reports;
+//! and a message costs a fraction of a scheduler invocation. The price is at-least-once delivery, which costs
+//! nothing here because expiring a call is a conditional write.
 
 use std::sync::{Arc, OnceLock, Weak};
 
@@ -45,9 +54,9 @@ impl InProcessCallTimer {
     }
 }
 
-/// The Lambda functions' timer: schedules nothing. A Lambda cannot keep a task alive after it answers, so without a
-/// delay queue consumer, a ringing call past its ring time is expired the next time anyone touches it (see
-/// [`load_call`]), and both parties are told then.
+/// The Lambda functions' fallback timer when no missed-call queue is configured (`MISSED_CALL_QUEUE_URL` unset):
+/// schedules nothing. A Lambda cannot keep a task alive after it answers, so a ringing call past its ring time is
+/// expired the next time anyone touches it (see [`load_call`]), and both parties are told then.
 pub struct OnTouchCallTimer;
 
 #[async_trait]

@@ -5,6 +5,7 @@
 //! - [`connect`], [`disconnect`]: connection lifecycle, auto-joined rooms, presence.
 //! - [`message`]: the `$default` route; parses the frame and dispatches on `action`.
 //! - [`emit`]: internal services pushing events to rooms, users and connections.
+//! - [`call_timeout`]: the missed-call queue's consumer, which expires calls nobody answered.
 //!
 //! Errors are mapped to client-visible frames or statuses here, at the edge, and nowhere deeper.
 
@@ -21,6 +22,7 @@ use crate::push::{FanOutReport, Pusher, fan_out};
 use crate::store::{Store, StoreError};
 
 pub mod authorizer;
+pub mod call_timeout;
 pub mod caller;
 pub mod calls;
 pub mod chat;
@@ -54,15 +56,28 @@ impl Deps {
         Self { config: Arc::new(config), store, pusher, verifier, call_timer, started_at: Utc::now() }
     }
 
-    /// The cloud wiring every Lambda shares: DynamoDB store, Management API pusher at `WS_ENDPOINT`, and the
-    /// on-touch call timer.
+    /// The cloud wiring every Lambda shares: DynamoDB store, Management API pusher at `WS_ENDPOINT`, and the call
+    /// timer: delayed SQS messages when `MISSED_CALL_QUEUE_URL` is set, otherwise only the on-touch expiry.
     pub async fn for_lambda(config: Config) -> Result<Self, crate::config::ConfigError> {
         let endpoint = config.management_endpoint.clone().ok_or(crate::config::ConfigError::Missing("WS_ENDPOINT"))?;
         let store =
             crate::store::dynamo::DynamoStore::from_config(&config.table_name, config.dynamodb_endpoint.as_deref())
                 .await;
         let pusher = crate::push::apigw::ApiGatewayPusher::for_endpoint(&endpoint).await;
-        Ok(Self::new(config, Arc::new(store), Arc::new(pusher), Arc::new(calls::OnTouchCallTimer)))
+        // Building the SQS client sends nothing, so functions that never start a call pay only for its set-up.
+        let call_timer: Arc<dyn calls::CallTimer> = match &config.missed_call_queue_url {
+            Some(queue_url) => Arc::new(crate::schedule::SqsCallTimer::for_queue(queue_url.as_str(), None).await),
+            None => Arc::new(calls::OnTouchCallTimer),
+        };
+        Ok(Self::new(config, Arc::new(store), Arc::new(pusher), call_timer))
+    }
+
+    /// Adds one to the `total_messages` counter behind `/health`. Best effort: the message is stored and delivered by
+    /// now, and failing it over a monitoring counter would make the client retry what already succeeded.
+    pub async fn count_message(&self) {
+        if let Err(error) = self.store.count_messages(1).await {
+            tracing::warn!(%error, "message counter not updated");
+        }
     }
 
     /// Sends one frame to many connections and prunes those that are gone. Returns the fan-out report.

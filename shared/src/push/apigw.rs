@@ -13,11 +13,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_config::BehaviorVersion;
-use aws_config::meta::region::RegionProviderChain;
-use aws_credential_types::Credentials;
 use aws_sdk_apigatewaymanagement::Client;
-use aws_sdk_apigatewaymanagement::config::Region;
 use aws_sdk_apigatewaymanagement::error::SdkError;
 use aws_sdk_apigatewaymanagement::operation::delete_connection::DeleteConnectionError;
 use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
@@ -28,9 +24,6 @@ use rand::Rng;
 
 use super::{PushError, Pusher};
 use crate::ids::ConnectionId;
-
-/// Region used when none is configured: signing needs one even against the local emulator.
-const FALLBACK_REGION: &str = "us-east-1";
 
 /// How throttled (429) and failed (5xx, timeout, connection error) calls are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,22 +70,9 @@ impl ApiGatewayPusher {
     /// A pusher for `endpoint` (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`, or the harness's
     /// `http://127.0.0.1:PORT/{stage}`).
     ///
-    /// Region and credentials come from the usual AWS chain; the region falls back to `us-east-1`. A plain-HTTP
-    /// endpoint can only be an emulator (API Gateway refuses HTTP), so it is signed with fixed dummy credentials:
-    /// that works offline without any AWS set-up, and never spends real credentials' signatures on a test server.
+    /// Region and credentials as [`crate::aws::load`] gives them.
     pub async fn for_endpoint(endpoint: &str) -> Self {
-        let region = RegionProviderChain::default_provider().or_else(Region::new(FALLBACK_REGION));
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
-        if endpoint.starts_with("http://") {
-            loader = loader.credentials_provider(Credentials::new(
-                "AKIDBELLHOPLOCAL",
-                "bellhop-local-dummy-secret",
-                None,
-                None,
-                "bellhop-local",
-            ));
-        }
-        let shared = loader.load().await;
+        let shared = crate::aws::load(Some(endpoint)).await;
         Self::from_sdk_config(&shared, endpoint)
     }
 

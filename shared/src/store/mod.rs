@@ -57,6 +57,24 @@ pub struct ConnectionRecord {
     pub expires_at: DateTime<Utc>,
 }
 
+#[cfg(any(test, feature = "test-util"))]
+impl ConnectionRecord {
+    /// A connection of `user` opened now with AWS's two-hour lifetime and no profile, for tests that put
+    /// connections in a store directly. Panics on an invalid id, which is a bug in the test.
+    pub fn for_tests(connection_id: &str, user: &str) -> Self {
+        let now = Utc::now();
+        Self {
+            connection_id: ConnectionId::parse(connection_id).expect("valid test connection id"),
+            user_id: UserId::parse(user).expect("valid test user id"),
+            role: None,
+            name: None,
+            email: None,
+            connected_at: now,
+            expires_at: now + chrono::Duration::hours(2),
+        }
+    }
+}
+
 /// What was removed when a connection was deleted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemovedConnection {

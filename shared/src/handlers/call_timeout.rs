@@ -1,0 +1,465 @@
+//! The `call-timeout` function's handler: it consumes the missed-call queue (messages sent by
+//! [`crate::schedule::SqsCallTimer`] when a call starts ringing, delayed by `CALL_RING_SECONDS`) and expires every
+//! call still ringing when its message arrives.
+//!
+//! The decision is [`calls::expire_if_unanswered`], a conditional write, so a call answered, rejected or ended in
+//! the meantime is left alone and a message delivered twice (SQS is at least once) does nothing the second time.
+//! Failures are reported per record (`ReportBatchItemFailures` on the event source mapping): a store fault returns
+//! only that record to the queue, to be retried and dead-lettered after the queue's `maxReceiveCount`, while a body
+//! that is not a missed-call check can never succeed, so it is logged once at `error` and dropped rather than
+//! retried into the dead-letter queue.
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::StreamExt;
+
+use super::{Deps, HandlerError, calls};
+use crate::schedule::MissedCallCheck;
+
+/// Records checked at once. Each costs a few store calls and two small fan-outs; the template's batch size is 10.
+const CONCURRENCY: usize = 10;
+
+/// Longest call id accepted from a message. Call ids are UUIDs, so anything longer was not sent by Bellhop.
+const MAX_CALL_ID_CHARS: usize = 128;
+
+/// Expires the call of every record that is still ringing, and answers which records SQS must deliver again.
+#[tracing::instrument(skip_all, fields(records = event.records.len()))]
+pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
+    let outcomes: Vec<_> = futures::stream::iter(&event.records)
+        .map(|record| async move { (record, check(deps, record).await) })
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut response = SqsBatchResponse::default();
+    for (record, outcome) in outcomes {
+        let message_id = record.message_id.as_deref().unwrap_or_default();
+        match outcome {
+            Ok(call_id) => tracing::debug!(message_id, call_id, "missed-call check done"),
+            Err(error) if error.is_retryable() => {
+                let receive_count = record.attributes.get("ApproximateReceiveCount").map(String::as_str);
+                tracing::warn!(
+                    message_id,
+                    receive_count,
+                    error = %error,
+                    source = ?std::error::Error::source(&error),
+                    "missed-call check failed; SQS will deliver it again"
+                );
+                // SQS always sends a message id. Without one, Lambda reads the empty identifier as a failure of the
+                // whole batch: the only way left to have this record retried, and harmless for the others, whose
+                // checks are idempotent.
+                response.add_failure(message_id);
+            }
+            Err(error) => tracing::error!(
+                message_id,
+                body_bytes = record.body.as_ref().map_or(0, String::len),
+                error = %error,
+                source = ?std::error::Error::source(&error),
+                "dropping a message that is not a missed-call check"
+            ),
+        }
+    }
+    response
+}
+
+/// Why one record was not checked.
+#[derive(Debug, thiserror::Error)]
+enum RecordError {
+    #[error("message has no body")]
+    MissingBody,
+    #[error("message body is not a missed-call check")]
+    Malformed(#[source] serde_json::Error),
+    #[error("call id is empty or longer than {MAX_CALL_ID_CHARS} characters")]
+    InvalidCallId,
+    #[error("expiring the call failed")]
+    Expire(#[source] HandlerError),
+}
+
+impl RecordError {
+    /// Only a fault of the store (or anything else outside the message) can go away by delivering it again.
+    fn is_retryable(&self) -> bool {
+        matches!(self, Self::Expire(_))
+    }
+}
+
+/// Checks one record; answers its call id.
+async fn check(deps: &Deps, record: &SqsMessage) -> Result<String, RecordError> {
+    let body = record.body.as_deref().ok_or(RecordError::MissingBody)?;
+    let MissedCallCheck { call_id } = serde_json::from_str(body).map_err(RecordError::Malformed)?;
+    if call_id.is_empty() || call_id.chars().count() > MAX_CALL_ID_CHARS {
+        return Err(RecordError::InvalidCallId);
+    }
+    calls::expire_if_unanswered(deps, &call_id).await.map_err(RecordError::Expire)?;
+    Ok(call_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::handlers::calls::OnTouchCallTimer;
+    use crate::ids::{ConnectionId, UserId};
+    use crate::push::recording::RecordingPusher;
+    use crate::rooms::RoomName;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::*;
+
+    const FIXTURE: &[u8] = include_bytes!("../../tests/fixtures/sqs-call-timeout.json");
+    /// The call id in the fixture's body.
+    const FIXTURE_CALL_ID: &str = "0193a5b2-7c1e-7d3f-9a4b-2c8e1f6d5a90";
+
+    struct Fixture {
+        deps: Deps,
+        pusher: Arc<RecordingPusher>,
+        alice: ConnectionId,
+        bob: ConnectionId,
+    }
+
+    /// Alice (the caller) and Bob (the recipient), one connection each, over `store`.
+    async fn fixture_over(store: Arc<dyn Store>) -> Fixture {
+        let pusher = Arc::new(RecordingPusher::default());
+        let deps = Deps::new(Config::for_tests(), store, pusher.clone(), Arc::new(OnTouchCallTimer));
+        let alice = connect(&deps, "conn-alice", "alice").await;
+        let bob = connect(&deps, "conn-bob", "bob").await;
+        Fixture { deps, pusher, alice, bob }
+    }
+
+    async fn fixture() -> Fixture {
+        fixture_over(Arc::new(SqliteStore::in_memory().await.expect("in-memory store"))).await
+    }
+
+    async fn connect(deps: &Deps, id: &str, user: &str) -> ConnectionId {
+        let record = ConnectionRecord::for_tests(id, user);
+        deps.store.put_connection(&record, &[RoomName::for_user(&record.user_id)]).await.expect("put connection");
+        record.connection_id
+    }
+
+    /// A call from Alice to Bob, in `state`, that started ringing 31 s ago.
+    async fn call(deps: &Deps, call_id: &str, state: CallState) {
+        let started = chrono::Utc::now() - chrono::Duration::seconds(31);
+        let record = CallRecord {
+            call_id: call_id.to_owned(),
+            caller: UserId::parse("alice").expect("user id"),
+            recipient: UserId::parse("bob").expect("user id"),
+            call_type: CallType::Video,
+            visit_id: None,
+            state,
+            created_at: started,
+            answered_at: (state == CallState::Accepted).then_some(started),
+            ended_at: None,
+        };
+        deps.store.create_call(&record).await.expect("create call");
+    }
+
+    async fn state_of(deps: &Deps, call_id: &str) -> CallState {
+        deps.store.get_call(call_id).await.expect("get call").expect("call exists").state
+    }
+
+    /// An SQS record as Lambda delivers it, with `body` (or none).
+    fn record(message_id: &str, body: Option<&str>) -> SqsMessage {
+        let mut record = SqsMessage::default();
+        record.message_id = Some(message_id.to_owned());
+        record.receipt_handle = Some(format!("receipt-{message_id}"));
+        record.body = body.map(str::to_owned);
+        record.event_source = Some("aws:sqs".to_owned());
+        record.attributes.insert("ApproximateReceiveCount".to_owned(), "1".to_owned());
+        record
+    }
+
+    fn event(records: Vec<SqsMessage>) -> SqsEvent {
+        let mut event = SqsEvent::default();
+        event.records = records;
+        event
+    }
+
+    fn check_body(call_id: &str) -> String {
+        json!({"callId": call_id}).to_string()
+    }
+
+    fn failures(response: &SqsBatchResponse) -> Vec<&str> {
+        response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect()
+    }
+
+    fn events(frames: &[Value]) -> Vec<&str> {
+        frames.iter().filter_map(|f| f["event"].as_str()).collect()
+    }
+
+    #[test]
+    fn the_fixture_is_an_sqs_event_that_round_trips() {
+        let parsed: SqsEvent = serde_json::from_slice(FIXTURE).expect("fixture is an SqsEvent");
+        let reparsed: SqsEvent =
+            serde_json::from_str(&serde_json::to_string(&parsed).expect("serialise")).expect("reparse");
+        assert_eq!(parsed, reparsed);
+
+        let record = &parsed.records[0];
+        assert_eq!(record.event_source.as_deref(), Some("aws:sqs"));
+        assert!(record.event_source_arn.as_deref().is_some_and(|arn| arn.starts_with("arn:aws:sqs:")));
+        assert_eq!(record.attributes.get("ApproximateReceiveCount").map(String::as_str), Some("1"));
+        let check: MissedCallCheck = serde_json::from_str(record.body.as_deref().expect("body")).expect("a check");
+        assert_eq!(check.call_id, FIXTURE_CALL_ID);
+    }
+
+    #[tokio::test]
+    async fn a_call_still_ringing_becomes_missed_and_both_parties_are_told() {
+        let f = fixture().await;
+        call(&f.deps, FIXTURE_CALL_ID, CallState::Ringing).await;
+        let event: SqsEvent = serde_json::from_slice(FIXTURE).expect("fixture");
+
+        let response = handle(&f.deps, event).await;
+
+        assert!(failures(&response).is_empty(), "{response:?}");
+        assert_eq!(state_of(&f.deps, FIXTURE_CALL_ID).await, CallState::Missed);
+        for (who, connection) in [("caller", &f.alice), ("recipient", &f.bob)] {
+            let frames = f.pusher.sent_to(connection);
+            let missed: Vec<&Value> = frames.iter().filter(|f| f["event"] == "call:missed").collect();
+            assert_eq!(missed.len(), 1, "{who} gets one call:missed: {frames:?}");
+            assert_eq!(missed[0]["data"]["callId"], FIXTURE_CALL_ID);
+            assert_eq!(missed[0]["data"]["callerId"], "alice");
+            assert_eq!(missed[0]["data"]["recipientId"], "bob");
+        }
+        assert!(events(&f.pusher.sent_to(&f.bob)).contains(&"notification:new"), "the recipient is notified");
+        assert!(!events(&f.pusher.sent_to(&f.alice)).contains(&"notification:new"), "the caller is not");
+    }
+
+    #[tokio::test]
+    async fn a_call_answered_before_its_check_arrives_stays_accepted_and_nobody_is_told() {
+        let f = fixture().await;
+        call(&f.deps, "call-answered", CallState::Accepted).await;
+
+        let response = handle(&f.deps, event(vec![record("m-1", Some(&check_body("call-answered")))])).await;
+
+        assert!(failures(&response).is_empty(), "{response:?}");
+        assert_eq!(state_of(&f.deps, "call-answered").await, CallState::Accepted);
+        assert!(f.pusher.sent().is_empty(), "{:?}", f.pusher.sent());
+    }
+
+    #[tokio::test]
+    async fn a_check_delivered_twice_tells_the_parties_once() {
+        let f = fixture().await;
+        call(&f.deps, "call-twice", CallState::Ringing).await;
+        let body = check_body("call-twice");
+
+        let first = handle(&f.deps, event(vec![record("m-1", Some(&body))])).await;
+        let second = handle(&f.deps, event(vec![record("m-1", Some(&body))])).await;
+
+        assert!(failures(&first).is_empty() && failures(&second).is_empty());
+        let missed = events(&f.pusher.sent_to(&f.alice)).into_iter().filter(|e| *e == "call:missed").count();
+        assert_eq!(missed, 1);
+    }
+
+    #[tokio::test]
+    async fn a_check_for_an_unknown_call_is_done_not_retried() {
+        let f = fixture().await;
+
+        let response = handle(&f.deps, event(vec![record("m-1", Some(&check_body("call-gone")))])).await;
+
+        assert!(failures(&response).is_empty(), "{response:?}");
+        assert!(f.pusher.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn malformed_messages_are_dropped_not_retried() {
+        let f = fixture().await;
+        call(&f.deps, "call-ok", CallState::Ringing).await;
+        let too_long = "x".repeat(MAX_CALL_ID_CHARS + 1);
+        let records = vec![
+            record("m-not-json", Some("not json")),
+            record("m-wrong-shape", Some(r#"{"call":"call-ok"}"#)),
+            record("m-wrong-type", Some(r#"{"callId":42}"#)),
+            record("m-empty-id", Some(r#"{"callId":""}"#)),
+            record("m-long-id", Some(&check_body(&too_long))),
+            record("m-no-body", None),
+            record("m-good", Some(&check_body("call-ok"))),
+        ];
+
+        let response = handle(&f.deps, event(records)).await;
+
+        assert!(failures(&response).is_empty(), "a bad body can never succeed: {response:?}");
+        assert_eq!(state_of(&f.deps, "call-ok").await, CallState::Missed, "the good record in the batch still counts");
+    }
+
+    #[tokio::test]
+    async fn a_store_failure_returns_only_that_record_to_the_queue() {
+        let store = FailingCallStore {
+            inner: SqliteStore::in_memory().await.expect("in-memory store"),
+            failing_call: "call-broken".to_owned(),
+        };
+        let f = fixture_over(Arc::new(store)).await;
+        call(&f.deps, "call-broken", CallState::Ringing).await;
+        call(&f.deps, "call-fine", CallState::Ringing).await;
+        let records = vec![
+            record("m-broken", Some(&check_body("call-broken"))),
+            record("m-fine", Some(&check_body("call-fine"))),
+            record("m-malformed", Some("{")),
+        ];
+
+        let response = handle(&f.deps, event(records)).await;
+
+        assert_eq!(failures(&response), ["m-broken"]);
+        assert_eq!(state_of(&f.deps, "call-broken").await, CallState::Ringing, "kept for the retry");
+        assert_eq!(state_of(&f.deps, "call-fine").await, CallState::Missed);
+        let serialised = serde_json::to_value(&response).expect("serialise");
+        assert_eq!(serialised, json!({"batchItemFailures": [{"itemIdentifier": "m-broken"}]}));
+    }
+
+    /// The SQLite store, except that every transition of one call fails as a backend fault would.
+    struct FailingCallStore {
+        inner: SqliteStore,
+        failing_call: String,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("injected store fault")]
+    struct InjectedFault;
+
+    #[async_trait]
+    impl Store for FailingCallStore {
+        async fn transition_call(&self, call_id: &str, transition: &CallTransition) -> StoreResult<CallRecord> {
+            if call_id == self.failing_call {
+                return Err(StoreError::backend(InjectedFault));
+            }
+            self.inner.transition_call(call_id, transition).await
+        }
+
+        // Everything else is the SQLite store's.
+
+        async fn put_connection(&self, connection: &ConnectionRecord, rooms: &[RoomName]) -> StoreResult<()> {
+            self.inner.put_connection(connection, rooms).await
+        }
+
+        async fn get_connection(&self, id: &ConnectionId) -> StoreResult<Option<ConnectionRecord>> {
+            self.inner.get_connection(id).await
+        }
+
+        async fn delete_connection(&self, id: &ConnectionId) -> StoreResult<Option<RemovedConnection>> {
+            self.inner.delete_connection(id).await
+        }
+
+        async fn user_connections(&self, user: &UserId) -> StoreResult<Vec<ConnectionRecord>> {
+            self.inner.user_connections(user).await
+        }
+
+        async fn all_connections(&self) -> StoreResult<Vec<ConnectionId>> {
+            self.inner.all_connections().await
+        }
+
+        async fn join_room(&self, connection: &ConnectionRecord, room: &RoomName) -> StoreResult<bool> {
+            self.inner.join_room(connection, room).await
+        }
+
+        async fn leave_room(&self, connection: &ConnectionId, room: &RoomName) -> StoreResult<bool> {
+            self.inner.leave_room(connection, room).await
+        }
+
+        async fn room_members(&self, room: &RoomName) -> StoreResult<Vec<Member>> {
+            self.inner.room_members(room).await
+        }
+
+        async fn connection_rooms(&self, connection: &ConnectionId) -> StoreResult<Vec<RoomName>> {
+            self.inner.connection_rooms(connection).await
+        }
+
+        async fn grant(&self, room: &RoomName, users: &[UserId]) -> StoreResult<()> {
+            self.inner.grant(room, users).await
+        }
+
+        async fn revoke(&self, room: &RoomName, users: &[UserId]) -> StoreResult<()> {
+            self.inner.revoke(room, users).await
+        }
+
+        async fn is_granted(&self, room: &RoomName, user: &UserId) -> StoreResult<bool> {
+            self.inner.is_granted(room, user).await
+        }
+
+        async fn room_grants(&self, room: &RoomName) -> StoreResult<Vec<UserId>> {
+            self.inner.room_grants(room).await
+        }
+
+        async fn record_participation(&self, user: &UserId, room: &RoomName) -> StoreResult<()> {
+            self.inner.record_participation(user, room).await
+        }
+
+        async fn user_rooms(&self, user: &UserId) -> StoreResult<Vec<RoomName>> {
+            self.inner.user_rooms(user).await
+        }
+
+        async fn append_event(&self, event: NewRoomEvent) -> StoreResult<Appended> {
+            self.inner.append_event(event).await
+        }
+
+        async fn history(&self, room: &RoomName, query: HistoryQuery) -> StoreResult<Vec<RoomEvent>> {
+            self.inner.history(room, query).await
+        }
+
+        async fn get_event(&self, room: &RoomName, id: &str) -> StoreResult<Option<RoomEvent>> {
+            self.inner.get_event(room, id).await
+        }
+
+        async fn count_unread(&self, room: &RoomName, after_seq: u64, reader: &UserId) -> StoreResult<u64> {
+            self.inner.count_unread(room, after_seq, reader).await
+        }
+
+        async fn mark_read(&self, user: &UserId, room: &RoomName, seq: u64) -> StoreResult<u64> {
+            self.inner.mark_read(user, room, seq).await
+        }
+
+        async fn read_watermark(&self, user: &UserId, room: &RoomName) -> StoreResult<u64> {
+            self.inner.read_watermark(user, room).await
+        }
+
+        async fn claim_idempotency(&self, key: &str, ttl_seconds: u64) -> StoreResult<IdempotencyClaim> {
+            self.inner.claim_idempotency(key, ttl_seconds).await
+        }
+
+        async fn complete_idempotency(&self, key: &str, result: &Value) -> StoreResult<()> {
+            self.inner.complete_idempotency(key, result).await
+        }
+
+        async fn release_idempotency(&self, key: &str) -> StoreResult<()> {
+            self.inner.release_idempotency(key).await
+        }
+
+        async fn count_messages(&self, n: u64) -> StoreResult<()> {
+            self.inner.count_messages(n).await
+        }
+
+        async fn stats(&self) -> StoreResult<Stats> {
+            self.inner.stats().await
+        }
+
+        async fn set_presence(&self, record: &PresenceRecord) -> StoreResult<()> {
+            self.inner.set_presence(record).await
+        }
+
+        async fn get_presence(&self, users: &[UserId]) -> StoreResult<Vec<PresenceRecord>> {
+            self.inner.get_presence(users).await
+        }
+
+        async fn add_notification(&self, notification: &Notification) -> StoreResult<()> {
+            self.inner.add_notification(notification).await
+        }
+
+        async fn list_notifications(&self, user: &UserId, query: &NotificationQuery) -> StoreResult<Vec<Notification>> {
+            self.inner.list_notifications(user, query).await
+        }
+
+        async fn mark_notifications_read(&self, user: &UserId, selector: &NotificationSelector) -> StoreResult<u64> {
+            self.inner.mark_notifications_read(user, selector).await
+        }
+
+        async fn unread_notifications(&self, user: &UserId) -> StoreResult<u64> {
+            self.inner.unread_notifications(user).await
+        }
+
+        async fn create_call(&self, call: &CallRecord) -> StoreResult<()> {
+            self.inner.create_call(call).await
+        }
+
+        async fn get_call(&self, call_id: &str) -> StoreResult<Option<CallRecord>> {
+            self.inner.get_call(call_id).await
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! The cloud adapter of the [`CallTimer`] port: a missed-call check is one message on the missed-call SQS queue,
+//! delayed by the ring time (`DelaySeconds`), which `functions/call-timeout` receives and hands to
+//! [`crate::handlers::call_timeout`].
+//!
+//! This module owns the queue message's shape ([`MissedCallCheck`]), so the sender and the consumer cannot drift
+//! apart. It deliberately knows nothing about what a missed call is: that is
+//! [`crate::handlers::calls::expire_if_unanswered`], and the harness's tokio timer calls the same function.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::SdkError;
+use aws_sdk_sqs::operation::send_message::SendMessageError;
+use aws_smithy_types::timeout::TimeoutConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::handlers::calls::CallTimer;
+use crate::store::BoxError;
+
+/// The longest delay SQS gives a single message (15 minutes); `CALL_RING_SECONDS` may not exceed it.
+pub const MAX_DELAY_SECONDS: u64 = 900;
+
+/// The body of a missed-call message: `{"callId": "..."}`. Nothing else is needed, because the call record in the
+/// store is the truth about whether the call was answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MissedCallCheck {
+    pub call_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("a delay of {0} s exceeds the SQS maximum of {MAX_DELAY_SECONDS} s")]
+    DelayTooLong(u64),
+    #[error("could not encode the missed-call message")]
+    Encode(#[source] serde_json::Error),
+    /// Boxed because the SDK error is large and this enum travels on the happy path's `Result`.
+    #[error("could not send the missed-call message")]
+    Send(#[source] Box<SdkError<SendMessageError>>),
+}
+
+/// [`CallTimer`] over `aws-sdk-sqs`: `SendMessage` with `DelaySeconds` to the missed-call queue.
+#[derive(Debug, Clone)]
+pub struct SqsCallTimer {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsCallTimer {
+    /// A timer sending to `queue_url`; `endpoint` overrides the SQS endpoint (an emulator in tests). Region and
+    /// credentials as [`crate::aws::load`] gives them.
+    pub async fn for_queue(queue_url: impl Into<String>, endpoint: Option<&str>) -> Self {
+        Self::from_sdk_config(&crate::aws::load(endpoint).await, queue_url)
+    }
+
+    /// A timer from an already loaded SDK configuration.
+    pub fn from_sdk_config(shared: &aws_config::SdkConfig, queue_url: impl Into<String>) -> Self {
+        // `call:initiate` waits for this send while the caller waits for its ack, inside API Gateway's 29 s, so a
+        // stuck connection must fail fast; the SDK's standard retries (3 attempts) stay on, since a duplicate
+        // message is harmless: expiring a call is a conditional write.
+        let config = aws_sdk_sqs::config::Builder::from(shared)
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(2))
+                    .operation_attempt_timeout(Duration::from_secs(3))
+                    .operation_timeout(Duration::from_secs(8))
+                    .build(),
+            )
+            .build();
+        Self { client: Client::from_conf(config), queue_url: queue_url.into() }
+    }
+
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+
+    /// The SDK client, for calls outside the [`CallTimer`] port (tests receive through it).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Sends the missed-call check for `call_id`, to be delivered `after_seconds` from now.
+    pub async fn send_check(&self, call_id: &str, after_seconds: u64) -> Result<(), ScheduleError> {
+        let delay = i32::try_from(after_seconds)
+            .ok()
+            .filter(|_| after_seconds <= MAX_DELAY_SECONDS)
+            .ok_or(ScheduleError::DelayTooLong(after_seconds))?;
+        let body =
+            serde_json::to_string(&MissedCallCheck { call_id: call_id.to_owned() }).map_err(ScheduleError::Encode)?;
+        let sent = self
+            .client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .delay_seconds(delay)
+            .send()
+            .await
+            .map_err(|error| ScheduleError::Send(Box::new(error)))?;
+        tracing::debug!(call_id, delay_seconds = delay, message_id = sent.message_id(), "missed-call check scheduled");
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl CallTimer for SqsCallTimer {
+    async fn schedule_missed_check(&self, call_id: &str, after_seconds: u64) -> Result<(), BoxError> {
+        Ok(self.send_check(call_id, after_seconds).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SQS endpoint of the integration test, e.g. `moto_server` started by `scripts/sqs-local.sh`.
+    const ENDPOINT_VARIABLE: &str = "SQS_ENDPOINT";
+
+    /// The emulator's endpoint, or `None` after saying loudly that the test is skipped. With `TEST_INTEGRATION=1` a
+    /// missing endpoint is a failure, not a skip: CI must not pass by silently testing nothing.
+    fn sqs_endpoint() -> Option<String> {
+        match std::env::var(ENDPOINT_VARIABLE) {
+            Ok(endpoint) if !endpoint.trim().is_empty() => Some(endpoint.trim().to_owned()),
+            _ if std::env::var("TEST_INTEGRATION").as_deref() == Ok("1") => panic!(
+                "TEST_INTEGRATION=1 but {ENDPOINT_VARIABLE} is not set: start an SQS emulator with \
+                 `eval \"$(bash scripts/sqs-local.sh start)\"` or run scripts/test.sh"
+            ),
+            _ => {
+                // Written straight to the process's stderr: `eprintln!` is captured for passing tests, and a skip
+                // must be visible.
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stderr(),
+                    b"SKIPPED: SqsCallTimer against SQS not run (set SQS_ENDPOINT or run scripts/test.sh)\n",
+                );
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn the_message_body_is_a_camel_case_call_id() {
+        let body = serde_json::to_string(&MissedCallCheck { call_id: "c-1".to_owned() }).expect("encode");
+        assert_eq!(body, r#"{"callId":"c-1"}"#);
+    }
+
+    #[tokio::test]
+    async fn a_delay_beyond_fifteen_minutes_is_refused_before_any_request() {
+        // Nothing listens on port 9 of loopback: reaching the network would fail differently.
+        let timer = SqsCallTimer::for_queue("http://127.0.0.1:9/000000000000/missed", Some("http://127.0.0.1:9")).await;
+
+        let error = timer.send_check("c-1", MAX_DELAY_SECONDS + 1).await.expect_err("too long");
+
+        assert!(matches!(error, ScheduleError::DelayTooLong(901)), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_scheduled_check_arrives_on_the_queue_after_its_delay() {
+        let Some(endpoint) = sqs_endpoint() else { return };
+        let probe = SqsCallTimer::for_queue("unused", Some(&endpoint)).await;
+        let queue_name = format!("bellhop-missed-{}", uuid::Uuid::new_v4().simple());
+        let created = probe.client().create_queue().queue_name(&queue_name).send().await.expect("create queue");
+        let queue_url = created.queue_url().expect("queue url").to_owned();
+        let timer = SqsCallTimer::for_queue(queue_url.clone(), Some(&endpoint)).await;
+
+        let sent_at = std::time::Instant::now();
+        timer.schedule_missed_check("call-42", 2).await.expect("send through the CallTimer port");
+
+        let mut received = Vec::new();
+        for _ in 0..10 {
+            let answer = timer
+                .client()
+                .receive_message()
+                .queue_url(&queue_url)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .expect("receive");
+            received.extend(answer.messages().iter().filter_map(|m| m.body().map(str::to_owned)));
+            if !received.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(received.len(), 1, "{received:?}");
+        // Measured from before the send, so a slow machine can only make this larger: a message that ignored its
+        // DelaySeconds would arrive within milliseconds.
+        assert!(sent_at.elapsed() >= Duration::from_secs(2), "delivered after {:?}", sent_at.elapsed());
+        let check: MissedCallCheck = serde_json::from_str(&received[0]).expect("body is a MissedCallCheck");
+        assert_eq!(check, MissedCallCheck { call_id: "call-42".to_owned() });
+        timer.client().delete_queue().queue_url(&queue_url).send().await.expect("delete queue");
+    }
+}
