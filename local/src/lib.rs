@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tower_http::trace::TraceLayer;
 
+pub mod cli;
 mod gateway;
 pub mod pusher;
 pub mod redact;

@@ -83,18 +83,12 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::from_env_with_dev_defaults().context("read configuration")?;
 
     if let Some(Command::Token { sub, role, name, email, rooms, ttl_secs }) = cli.command {
-        let now = chrono::Utc::now().timestamp();
         let claims = Claims {
-            sub,
-            exp: now + ttl_secs,
-            nbf: None,
-            iat: Some(now),
-            iss: config.jwt.issuer.clone(),
-            aud: config.jwt.audience.clone(),
             role,
             name,
             email,
             rooms: (!rooms.is_empty()).then_some(rooms),
+            ..Claims::for_subject(sub, ttl_secs, &config.jwt)
         };
         println!("{}", mint_token(&config.jwt.secret, &claims).context("sign token")?);
         return Ok(());

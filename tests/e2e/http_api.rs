@@ -1,5 +1,6 @@
 //! The HTTP API end to end: health, the OpenAPI document, grants and their effect on socket joins, history,
-//! conversations and mark-read over HTTP, forced disconnects, and the error envelope on every failure.
+//! conversations and mark-read over HTTP, notifications and their unread count over HTTP, forced disconnects, and
+//! the error envelope on every failure.
 
 use std::time::Duration;
 
@@ -39,10 +40,19 @@ async fn the_openapi_document_is_generated_from_the_routes() {
         hub.http().get(format!("{}/openapi.json", hub.http_url)).send().await.expect("get").json().await.expect("json");
 
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{doc}");
-    for path in ["/health", "/internal/emit", "/internal/rooms/{room}/members", "/rooms/{room}/messages", "/me"] {
+    for path in [
+        "/health",
+        "/internal/emit",
+        "/internal/rooms/{room}/members",
+        "/rooms/{room}/messages",
+        "/me",
+        "/me/notifications",
+        "/me/notifications/read",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
     assert!(doc["components"]["schemas"]["EmitRequest"].is_object());
+    assert!(doc["components"]["schemas"]["NotificationPage"].is_object());
     assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
 }
 
@@ -211,4 +221,145 @@ async fn force_disconnect_closes_the_socket_and_unknown_ids_are_404() {
     hub.wait_until_disconnected(&id).await;
     let (status, body) = hub.internal(Method::DELETE, &format!("/internal/connections/{id}"), None).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("NOT_FOUND")), "{body}");
+}
+
+/// Stores one notification for `user` through the internal emit, as a platform backend would; the tests read it
+/// back through the routes under test.
+async fn notify(hub: &TestHub, user: &str, title: &str) {
+    let (status, report) = hub
+        .emit(json!({
+            "event": "booking:confirmed",
+            "users": [user],
+            "notification": {"title": title, "message": "Your booking is confirmed"},
+        }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["notified"], 1, "{report}");
+}
+
+fn titles(page: &Value) -> Vec<&str> {
+    page["notifications"]
+        .as_array()
+        .map(|all| all.iter().filter_map(|n| n["title"].as_str()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn notifications_over_http_are_paged_newest_first_and_read_without_drift() {
+    let hub = spawn_hub().await;
+    let token = hub.token("u1", "customer");
+    for title in ["first", "second", "third"] {
+        notify(&hub, "u1", title).await;
+    }
+    notify(&hub, "someone-else", "not yours").await;
+
+    let (status, page) = hub.client_call(Method::GET, "/me/notifications?limit=2", &token, None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(titles(&page), ["third", "second"]);
+    assert_eq!(page["unreadCount"], 3, "{page}");
+    assert_eq!(page["notifications"][0]["read"], false);
+    assert!(page["notifications"][0]["createdAt"].is_string(), "{page}");
+    let cursor = page["nextBefore"].as_str().expect("a next page").to_owned();
+    let (_, rest) = hub.client_call(Method::GET, &format!("/me/notifications?before={cursor}"), &token, None).await;
+    assert_eq!(titles(&rest), ["first"]);
+    assert_eq!(rest["nextBefore"], Value::Null, "{rest}");
+
+    let id = page["notifications"][0]["id"].clone();
+    let (status, first) =
+        hub.client_call(Method::POST, "/me/notifications/read", &token, Some(json!({"notificationId": id}))).await;
+    let (_, retry) =
+        hub.client_call(Method::POST, "/me/notifications/read", &token, Some(json!({"notificationId": id}))).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!((first["updated"].clone(), first["unreadCount"].clone()), (json!(1), json!(2)), "{first}");
+    assert_eq!((retry["updated"].clone(), retry["unreadCount"].clone()), (json!(0), json!(2)), "{retry}");
+    let (_, unread) = hub.client_call(Method::GET, "/me/notifications?unread=true", &token, None).await;
+    assert_eq!(titles(&unread), ["second", "first"]);
+    assert_eq!(unread["unreadCount"], 2);
+
+    let (_, all) = hub.client_call(Method::POST, "/me/notifications/read", &token, Some(json!({"all": true}))).await;
+    let (_, all_again) =
+        hub.client_call(Method::POST, "/me/notifications/read", &token, Some(json!({"all": true}))).await;
+    assert_eq!((all["updated"].clone(), all["unreadCount"].clone()), (json!(2), json!(0)), "{all}");
+    assert_eq!((all_again["updated"].clone(), all_again["unreadCount"].clone()), (json!(0), json!(0)), "{all_again}");
+    let (_, other) =
+        hub.client_call(Method::GET, "/me/notifications", &hub.token("someone-else", "customer"), None).await;
+    assert_eq!(other["unreadCount"], 1, "another user's count is untouched: {other}");
+}
+
+#[tokio::test]
+async fn a_notification_read_over_http_is_reflected_on_the_sockets_unread_count() {
+    let hub = spawn_hub().await;
+    let token = hub.token("u1", "customer");
+    let mut socket = hub.connect(&token).await.expect("connect");
+    notify(&hub, "u1", "Reminder").await;
+    let announced = socket.next_event("notification:new").await;
+    assert_eq!(announced["data"]["unreadCount"], 1, "{announced}");
+    let id = announced["data"]["id"].clone();
+
+    let (status, read) =
+        hub.client_call(Method::POST, "/me/notifications/read", &token, Some(json!({"notificationId": id}))).await;
+
+    assert_eq!((status, read["unreadCount"].clone()), (StatusCode::OK, json!(0)), "{read}");
+    let count = socket.request("notification:unreadCount", json!({})).await;
+    assert_eq!(count["data"]["unreadCount"], 0, "{count}");
+    let listed = socket.request("notification:list", json!({})).await;
+    assert_eq!(listed["data"]["notifications"][0]["read"], true, "{listed}");
+}
+
+#[tokio::test]
+async fn reading_an_unknown_or_someone_elses_notification_changes_nothing_and_bad_input_is_400() {
+    let hub = spawn_hub().await;
+    let token = hub.token("u1", "customer");
+    notify(&hub, "u2", "for u2").await;
+    let (_, theirs) = hub.client_call(Method::GET, "/me/notifications", &hub.token("u2", "customer"), None).await;
+    let their_id = theirs["notifications"][0]["id"].clone();
+    notify(&hub, "u1", "for u1").await;
+
+    for id in [json!("0190aaaa-0000-7000-8000-000000000000"), their_id] {
+        let (status, body) =
+            hub.client_call(Method::POST, "/me/notifications/read", &token, Some(json!({"notificationId": id}))).await;
+        assert_eq!((status, &body["updated"], &body["unreadCount"]), (StatusCode::OK, &json!(0), &json!(1)), "{body}");
+    }
+    let (_, theirs_after) = hub.client_call(Method::GET, "/me/notifications", &hub.token("u2", "customer"), None).await;
+    assert_eq!(theirs_after["unreadCount"], 1, "{theirs_after}");
+
+    for bad in [
+        json!({}),
+        json!({"all": false}),
+        json!({"notificationId": ""}),
+        json!({"notificationId": "x", "all": true}),
+        json!({"notificationIds": "x"}),
+        json!({"notificationId": 7}),
+    ] {
+        let (status, body) = hub.client_call(Method::POST, "/me/notifications/read", &token, Some(bad.clone())).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("INVALID_DATA")), "{bad}");
+    }
+    for (query, code) in
+        [("limit=0", "INVALID_DATA"), ("limit=1000", "INVALID_DATA"), ("unread=maybe", "INVALID_QUERY")]
+    {
+        let (status, body) = hub.client_call(Method::GET, &format!("/me/notifications?{query}"), &token, None).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some(code)), "{query}: {body}");
+    }
+    let (_, mine) = hub.client_call(Method::GET, "/me/notifications", &token, None).await;
+    assert_eq!(mine["unreadCount"], 1, "nothing was marked by the refused requests: {mine}");
+}
+
+#[tokio::test]
+async fn notification_routes_without_a_token_are_401() {
+    let hub = spawn_hub().await;
+
+    let list = hub.http().get(format!("{}/me/notifications", hub.http_url)).send().await.expect("request");
+    let read = hub
+        .http()
+        .post(format!("{}/me/notifications/read", hub.http_url))
+        .json(&json!({"all": true}))
+        .send()
+        .await
+        .expect("request");
+
+    for response in [list, read] {
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "MISSING_TOKEN", "{body}");
+    }
 }

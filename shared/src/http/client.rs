@@ -1,13 +1,15 @@
 //! Routes for end users, authenticated by the same platform JWT as the socket (`Authorization: Bearer`): room
-//! history, my conversations with unread counts, mark-read, and who-am-I.
+//! history, my conversations with unread counts, mark-read, my notifications, and who-am-I.
 //!
 //! Access to a room over HTTP follows the join rules of the socket exactly, so nothing readable here is out of
-//! reach there, and the reverse.
+//! reach there, and the reverse. The notification routes call the very functions behind the socket's
+//! `notification:list` and `notification:read`, so pages, limits and unread counts are the same on both.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -16,8 +18,10 @@ use super::Bearer;
 use super::errors::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorEnvelope};
 use crate::auth::Identity;
 use crate::handlers::chat::iso;
+use crate::handlers::message::ActionError;
+use crate::handlers::notifications;
 use crate::handlers::{Deps, now_iso};
-use crate::protocol::{ServerFrame, events};
+use crate::protocol::{ErrorCode, ServerFrame, events};
 use crate::rooms::{Access, JoinFacts, RoomName};
 use crate::store::{HistoryQuery, RoomEvent};
 
@@ -213,6 +217,138 @@ pub async fn mark_read(
     let members = deps.store.room_members(&room).await?;
     deps.deliver(members.into_iter().map(|m| m.connection_id).collect(), &frame).await;
     Ok(Json(ReadResponse { room: room.to_string(), seq: watermark }))
+}
+
+/// Paging through the caller's notifications, newest first.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct NotificationParams {
+    /// Only unread notifications (`unreadOnly` is accepted too, as on the socket).
+    #[serde(default, alias = "unreadOnly")]
+    pub unread: bool,
+    /// Notifications older than this id: the previous page's `nextBefore`.
+    pub before: Option<String>,
+    /// Page size, 1 to the configured maximum (default 20).
+    pub limit: Option<u32>,
+}
+
+/// One stored notification, as `notification:list` and `notification:new` show it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationView {
+    /// UUID v7, so ids sort as creation times do.
+    pub id: String,
+    pub title: String,
+    pub message: String,
+    pub kind: Option<String>,
+    #[schema(value_type = Object)]
+    pub data: Value,
+    pub read: bool,
+    /// ISO 8601 UTC.
+    pub created_at: String,
+}
+
+/// A page of notifications; the socket's `notification:list` answers the same object.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationPage {
+    /// Newest first.
+    pub notifications: Vec<NotificationView>,
+    /// Unread notifications in total, not only on this page.
+    pub unread_count: u64,
+    /// Pass as `before` for the next page; `null` on the last page.
+    pub next_before: Option<String>,
+}
+
+/// The caller's notifications, newest first, with the unread count.
+#[utoipa::path(get, path = "/me/notifications", tag = "client", security(("bearer" = [])),
+    params(NotificationParams),
+    responses(
+        (status = 200, body = NotificationPage),
+        (status = 400, description = "INVALID_QUERY, INVALID_DATA (limit out of range)", body = ErrorEnvelope),
+        (status = 401, description = "MISSING_TOKEN, INVALID_TOKEN, TOKEN_EXPIRED", body = ErrorEnvelope),
+    ))]
+pub async fn notifications(
+    State(deps): State<Arc<Deps>>,
+    Bearer(identity): Bearer,
+    ApiQuery(params): ApiQuery<NotificationParams>,
+) -> Result<Json<Value>, ApiError> {
+    let page = notifications::list_for(&deps, &identity.user_id, params.unread, params.before, params.limit)
+        .await
+        .map_err(action_error)?;
+    Ok(Json(page))
+}
+
+/// Marks one notification, or all of them, read. Give exactly one of the two fields.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NotificationReadRequest {
+    /// The notification to mark read.
+    #[serde(default)]
+    pub notification_id: Option<String>,
+    /// `true` marks every notification of the caller read.
+    #[serde(default)]
+    pub all: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationReadResponse {
+    /// How many notifications changed from unread to read: 0 when this is a retry.
+    pub updated: u64,
+    /// The caller's unread notifications now.
+    pub unread_count: u64,
+}
+
+/// Marks notifications read and answers the new unread count, exactly as the socket's `notification:read` does.
+/// Reading an id twice changes nothing the second time, so retries never make the count drift; an id the caller does
+/// not have (someone else's, or none at all) changes nothing either and answers `updated: 0`, so this route tells
+/// nobody which ids exist.
+#[utoipa::path(post, path = "/me/notifications/read", tag = "client", security(("bearer" = [])),
+    request_body = NotificationReadRequest,
+    responses(
+        (status = 200, body = NotificationReadResponse),
+        (status = 400, description = "INVALID_DATA, INVALID_JSON", body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope),
+    ))]
+pub async fn read_notifications(
+    State(deps): State<Arc<Deps>>,
+    Bearer(identity): Bearer,
+    ApiJson(body): ApiJson<NotificationReadRequest>,
+) -> Result<Json<NotificationReadResponse>, ApiError> {
+    let user = &identity.user_id;
+    let id = match (body.notification_id, body.all) {
+        (Some(id), false) if !id.trim().is_empty() => Some(id),
+        (None, true) => None,
+        _ => return Err(ApiError::bad_request("INVALID_DATA", "give either a non-empty notificationId or all: true")),
+    };
+    let request = notifications::ReadRequest { notification_id: id.clone(), notification_ids: None, all: id.is_none() };
+    let answer = notifications::read_for(&deps, user, request).await.map_err(action_error)?;
+    Ok(Json(NotificationReadResponse {
+        updated: answer["updated"].as_u64().unwrap_or(0),
+        unread_count: answer["unreadCount"].as_u64().unwrap_or(0),
+    }))
+}
+
+/// A socket action's failure as an HTTP answer: its stable code, with the status HTTP clients expect for it.
+fn action_error(error: ActionError) -> ApiError {
+    match error {
+        ActionError::Client(body) => {
+            let status = match body.code {
+                ErrorCode::NotFound => StatusCode::NOT_FOUND,
+                ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+                ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+                ErrorCode::Conflict => StatusCode::CONFLICT,
+                ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            ApiError::new(status, body.code.as_str(), body.message)
+        }
+        ActionError::Internal(cause) => ApiError::internal(&cause),
+    }
 }
 
 /// Who the token says the caller is, and the rooms a socket with it joins at connect.

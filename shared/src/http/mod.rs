@@ -3,7 +3,8 @@
 //!
 //! - `GET /health`, `GET /openapi.json`: public.
 //! - `/internal/*` ([`internal`]): platform services, authenticated by `x-api-key`.
-//! - `/rooms/*`, `/me*`, `/messages/read` ([`client`]): end users, authenticated by the same JWT as the socket.
+//! - `/rooms/*`, `/me*` (including `/me/notifications`), `/messages/read` ([`client`]): end users, authenticated by
+//!   the same JWT as the socket.
 //!
 //! Every answer that is not a success is the envelope of [`errors`], including axum's own rejections, unknown
 //! routes and wrong methods. The OpenAPI document ([`openapi`]) is generated from the handlers and types here.
@@ -49,6 +50,8 @@ pub fn router(deps: Arc<Deps>) -> Router {
     let client = Router::new()
         .route("/rooms/{room}/messages", get(client::history))
         .route("/me/conversations", get(client::conversations))
+        .route("/me/notifications", get(client::notifications))
+        .route("/me/notifications/read", post(client::read_notifications))
         .route("/messages/read", post(client::mark_read))
         .route("/me", get(client::me));
     Router::new()

@@ -11,7 +11,7 @@ use crate::handlers::notifications::NotificationInput;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Bellhop HTTP API", description = "Internal emit, room grants, health, and client history over HTTP."),
+    info(title = "Bellhop HTTP API", description = "Internal emit, room grants, health, and client history and notifications over HTTP."),
     paths(
         super::health,
         internal::emit,
@@ -22,6 +22,8 @@ use crate::handlers::notifications::NotificationInput;
         client::history,
         client::conversations,
         client::mark_read,
+        client::notifications,
+        client::read_notifications,
         client::me,
     ),
     components(schemas(
@@ -42,6 +44,10 @@ use crate::handlers::notifications::NotificationInput;
         client::Conversations,
         client::ReadRequest,
         client::ReadResponse,
+        client::NotificationPage,
+        client::NotificationView,
+        client::NotificationReadRequest,
+        client::NotificationReadResponse,
         client::Me,
     )),
     modifiers(&SecuritySchemes),
