@@ -97,6 +97,23 @@ fn pusher_from_env() -> PusherChoice {
     }
 }
 
+/// The value of `name`, which a test that needs an external service (`what`) reads its location from. When it is
+/// not set the test is skipped, saying so on stderr (captured output would hide it); with `TEST_INTEGRATION=1`, as
+/// `scripts/test.sh` sets, a missing service fails the test instead.
+pub(crate) fn integration_var(name: &str, what: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => Some(value.trim().to_owned()),
+        _ if std::env::var("TEST_INTEGRATION").as_deref() == Ok("1") => {
+            panic!("TEST_INTEGRATION=1 but {name} is not set: {what} is required; run scripts/test.sh")
+        }
+        _ => {
+            let line = format!("SKIPPED: {what} is not configured (set {name} or run scripts/test.sh)\n");
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+            None
+        }
+    }
+}
+
 /// The error code of an ack or error frame, or "" when it has none.
 pub(crate) fn error_code(frame: &Value) -> &str {
     frame["error"]["code"].as_str().unwrap_or("")
@@ -293,16 +310,19 @@ impl TestClient {
 
     /// Sends `{"action", "id", "data"}` and returns the ack with that id; events seen meanwhile are kept.
     pub(crate) async fn request(&mut self, action: &str, data: Value) -> Value {
+        self.request_within(action, data, RECV_TIMEOUT).await
+    }
+
+    /// As [`TestClient::request`], waiting up to `wait` for the ack.
+    pub(crate) async fn request_within(&mut self, action: &str, data: Value, wait: Duration) -> Value {
         self.next_id += 1;
         let id = format!("t{}", self.next_id);
         self.send_json(json!({"action": action, "id": id, "data": data})).await;
-        let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let frame = self
-                .read_json(remaining)
-                .await
-                .unwrap_or_else(|| panic!("no ack for {action} ({id}) within {RECV_TIMEOUT:?}"));
+            let frame =
+                self.read_json(remaining).await.unwrap_or_else(|| panic!("no ack for {action} ({id}) within {wait:?}"));
             if frame["type"] == "ack" && frame["id"] == id.as_str() {
                 return frame;
             }

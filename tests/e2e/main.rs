@@ -3,8 +3,16 @@
 
 mod helpers;
 
+mod cli;
+mod dynamo_costs;
 mod emit;
 mod emulation;
 mod http_api;
 mod protocol;
 mod sdk_pusher;
+mod seed_000_grooming_appointments;
+mod seed_001_booking_chat;
+mod seed_002_marketplace_events;
+mod seed_003_telehealth;
+mod seed_004_clinic_roles;
+mod store_outage;

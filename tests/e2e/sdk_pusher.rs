@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use local::{PusherChoice, StoreChoice};
 use serde_json::{Value, json};
-use shared::ids::{ConnectionId, UserId};
+use shared::ids::ConnectionId;
 use shared::push::apigw::ApiGatewayPusher;
 use shared::push::{MAX_PAYLOAD_BYTES, PushError, Pusher};
 use shared::rooms::RoomName;
@@ -72,16 +72,8 @@ async fn with_the_sdk_pusher_emits_reach_sockets_and_stale_connections_are_prune
     let mut live = hub.connect(&hub.token("prov-1", "provider")).await.expect("connect");
     // A record whose socket is gone without a `$disconnect`: exactly what API Gateway leaves behind at times.
     let stale = id("c3RhbGVzdGFsZXN0YWw=");
-    let now = chrono::Utc::now();
-    let record = ConnectionRecord {
-        connection_id: stale.clone(),
-        user_id: UserId::parse("prov-2").expect("user"),
-        role: Some("provider".to_owned()),
-        name: None,
-        email: None,
-        connected_at: now,
-        expires_at: now + chrono::Duration::hours(2),
-    };
+    let record =
+        ConnectionRecord { role: Some("provider".to_owned()), ..ConnectionRecord::for_tests(stale.as_str(), "prov-2") };
     let calendar = RoomName::parse("calendar").expect("room");
     hub.harness.deps.store.put_connection(&record, &[calendar]).await.expect("put stale connection");
 
