@@ -5,11 +5,14 @@
 //! harness's `@connections` emulation, which is how the cloud path is tested without AWS.
 //!
 //! Retries are ours, not the SDK's: the SDK's retry layer is disabled so that a throttled fan-out backs off per
-//! connection with full jitter and a fixed attempt budget, and so that the outcome of each attempt is classified
+//! connection with full jitter and a fixed attempt budget, draws every retry from one quota the whole pusher shares
+//! (so a fan-out to thousands of throttled connections cannot multiply its load by the attempt budget), and so that the outcome of each attempt is classified
 //! here by the typed error (`GoneException`, `PayloadTooLargeException`, `LimitExceededException`) rather than by
 //! strings. Gone means "prune this connection" and is never logged as an error; 413 is not retried because
 //! retrying cannot make a payload smaller. Concurrency is bounded by the caller ([`super::fan_out`]).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -34,11 +37,47 @@ pub struct RetryPolicy {
     /// `0..=min(cap, base * 2^n)` ("full jitter"), so a throttled fan-out does not retry in lockstep.
     pub base: Duration,
     pub cap: Duration,
+    /// Tokens every call of one pusher shares for retries, as the AWS SDKs' standard retry quota: a retry costs
+    /// `retry_cost`, a call that succeeds gives back what it spent (or one token if it spent none), and with the
+    /// quota empty a retryable failure is final. A fan-out to connections that are all throttled therefore makes
+    /// at most `quota / retry_cost` retries before it stops adding load.
+    pub quota: u32,
+    pub retry_cost: u32,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { max_attempts: 5, base: Duration::from_millis(50), cap: Duration::from_secs(1) }
+        Self {
+            max_attempts: 5,
+            base: Duration::from_millis(50),
+            cap: Duration::from_secs(1),
+            quota: 500,
+            retry_cost: 5,
+        }
+    }
+}
+
+/// The shared retry tokens of one pusher (see [`RetryPolicy::quota`]).
+#[derive(Debug)]
+struct RetryQuota {
+    available: AtomicU32,
+    capacity: u32,
+}
+
+impl RetryQuota {
+    fn new(capacity: u32) -> Self {
+        Self { available: AtomicU32::new(capacity), capacity }
+    }
+
+    fn try_spend(&self, cost: u32) -> bool {
+        self.available.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tokens| tokens.checked_sub(cost)).is_ok()
+    }
+
+    fn give_back(&self, tokens: u32) {
+        let capacity = self.capacity;
+        let _ = self.available.fetch_update(Ordering::AcqRel, Ordering::Acquire, |available| {
+            Some(available.saturating_add(tokens).min(capacity))
+        });
     }
 }
 
@@ -64,6 +103,7 @@ pub fn endpoint_from_event(domain_name: &str, stage: &str) -> String {
 pub struct ApiGatewayPusher {
     client: Client,
     retry: RetryPolicy,
+    quota: Arc<RetryQuota>,
 }
 
 impl ApiGatewayPusher {
@@ -88,12 +128,14 @@ impl ApiGatewayPusher {
                     .build(),
             )
             .build();
-        Self { client: Client::from_conf(config), retry: RetryPolicy::default() }
+        let retry = RetryPolicy::default();
+        Self { client: Client::from_conf(config), retry, quota: Arc::new(RetryQuota::new(retry.quota)) }
     }
 
     /// Replaces the retry policy (tests use short backoffs).
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self.quota = Arc::new(RetryQuota::new(retry.quota));
         self
     }
 
@@ -109,16 +151,27 @@ impl ApiGatewayPusher {
         Fut: std::future::Future<Output = Outcome>,
     {
         let mut attempt = 1;
+        let mut spent = 0;
         loop {
             let outcome = call().await;
             let error = match outcome {
-                Outcome::Done(result) => return result,
+                Outcome::Done(result) => {
+                    if result.is_ok() {
+                        self.quota.give_back(spent.max(1));
+                    }
+                    return result;
+                }
                 Outcome::Retryable(error) => error,
             };
             if attempt >= self.retry.max_attempts {
                 tracing::debug!(connection_id = %connection, attempts = attempt, "retry budget spent");
                 return Err(error);
             }
+            if !self.quota.try_spend(self.retry.retry_cost) {
+                tracing::debug!(connection_id = %connection, attempts = attempt, "retry quota empty");
+                return Err(error);
+            }
+            spent += self.retry.retry_cost;
             tokio::time::sleep(self.retry.backoff(attempt - 1)).await;
             attempt += 1;
         }
@@ -268,7 +321,10 @@ mod tests {
                         "PayloadTooLargeException",
                         r#"{"message":"Message too long"}"#,
                     ),
-                    ("throttled", _) | ("busy2", 1 | 2) => {
+                    (throttled, _) if throttled.starts_with("throttled") => {
+                        error(StatusCode::TOO_MANY_REQUESTS, "LimitExceededException", r#"{"message":"slow down"}"#)
+                    }
+                    ("busy2", 1 | 2) => {
                         error(StatusCode::TOO_MANY_REQUESTS, "LimitExceededException", r#"{"message":"slow down"}"#)
                     }
                     ("flaky", 1) => error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerErrorException", "{}"),
@@ -287,9 +343,9 @@ mod tests {
 
     async fn pusher(endpoint: &str) -> ApiGatewayPusher {
         ApiGatewayPusher::for_endpoint(endpoint).await.with_retry(RetryPolicy {
-            max_attempts: 5,
             base: Duration::from_millis(2),
             cap: Duration::from_millis(10),
+            ..RetryPolicy::default()
         })
     }
 
@@ -395,6 +451,33 @@ mod tests {
         );
         assert_eq!(endpoint_from_event("127.0.0.1:4000", "local"), "http://127.0.0.1:4000/local");
         assert_eq!(endpoint_from_event("localhost:4000", "/dev/"), "http://localhost:4000/dev");
+    }
+
+    #[tokio::test]
+    async fn retries_stop_when_the_shared_quota_is_spent_and_successes_refill_it() {
+        let (endpoint, seen) = fake_management_api().await;
+        // Room for two retries: the first connection retries twice, every later one fails on its first answer.
+        let pusher = ApiGatewayPusher::for_endpoint(&endpoint).await.with_retry(RetryPolicy {
+            max_attempts: 5,
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(2),
+            quota: 10,
+            retry_cost: 5,
+        });
+
+        for n in 1..=4 {
+            let result = within(pusher.post(&id(&format!("throttled-{n}")), Bytes::from_static(b"x"))).await;
+            assert!(matches!(result, Err(PushError::Throttled)), "{result:?}");
+        }
+        let attempts: Vec<usize> = (1..=4).map(|n| seen.calls(&format!("throttled-{n}")).len()).collect();
+        assert_eq!(attempts, [3, 1, 1, 1], "retries drawn from the quota, then none");
+
+        // Five successes give back five tokens: one retry's worth again.
+        for _ in 0..5 {
+            within(pusher.post(&id("ok"), Bytes::from_static(b"x"))).await.expect("delivered");
+        }
+        let _ = within(pusher.post(&id("throttled-5"), Bytes::from_static(b"x"))).await;
+        assert_eq!(seen.calls("throttled-5").len(), 2, "one retry after the quota refilled");
     }
 
     #[test]
