@@ -98,6 +98,8 @@ mod tests {
     use async_trait::async_trait;
     use serde_json::{Value, json};
 
+    use std::sync::atomic::{AtomicU32, Ordering};
+
     use super::*;
     use crate::config::Config;
     use crate::handlers::calls::OnTouchCallTimer;
@@ -286,6 +288,7 @@ mod tests {
         let store = FailingCallStore {
             inner: SqliteStore::in_memory().await.expect("in-memory store"),
             failing_call: "call-broken".to_owned(),
+            failing_notifications: AtomicU32::new(0),
         };
         let f = fixture_over(Arc::new(store)).await;
         call(&f.deps, "call-broken", CallState::Ringing).await;
@@ -305,10 +308,41 @@ mod tests {
         assert_eq!(serialised, json!({"batchItemFailures": [{"itemIdentifier": "m-broken"}]}));
     }
 
-    /// The SQLite store, except that every transition of one call fails as a backend fault would.
+    #[tokio::test]
+    async fn a_check_that_failed_after_the_transition_stores_the_notification_on_its_retry_and_only_once() {
+        let store = FailingCallStore {
+            inner: SqliteStore::in_memory().await.expect("in-memory store"),
+            failing_call: String::new(),
+            failing_notifications: AtomicU32::new(1),
+        };
+        let f = fixture_over(Arc::new(store)).await;
+        call(&f.deps, "call-retried", CallState::Ringing).await;
+        let check = || event(vec![record("m-1", Some(&check_body("call-retried")))]);
+        let count = |connection: &ConnectionId, name: &str| {
+            f.pusher.sent_to(connection).iter().filter(|frame| frame["event"] == name).count()
+        };
+
+        let first = handle(&f.deps, check()).await;
+        assert_eq!(failures(&first), ["m-1"], "the notification could not be stored: SQS must retry");
+        assert_eq!(state_of(&f.deps, "call-retried").await, CallState::Missed);
+        assert_eq!((count(&f.bob, "call:missed"), count(&f.bob, "notification:new")), (1, 0));
+
+        for _ in 0..2 {
+            let retry = handle(&f.deps, check()).await;
+            assert!(failures(&retry).is_empty(), "{retry:?}");
+        }
+        assert_eq!(count(&f.bob, "notification:new"), 1, "stored and announced once, by the first retry");
+        assert_eq!((count(&f.alice, "call:missed"), count(&f.bob, "call:missed")), (1, 1), "frames not repeated");
+        let bob = UserId::parse("bob").expect("user id");
+        assert_eq!(f.deps.store.unread_notifications(&bob).await.expect("unread"), 1);
+    }
+
+    /// The SQLite store, except that every transition of one call fails as a backend fault would, and the first
+    /// `failing_notifications` notifications cannot be stored.
     struct FailingCallStore {
         inner: SqliteStore,
         failing_call: String,
+        failing_notifications: AtomicU32,
     }
 
     #[derive(Debug, thiserror::Error)]
@@ -438,7 +472,12 @@ mod tests {
             self.inner.get_presence(users).await
         }
 
-        async fn add_notification(&self, notification: &Notification) -> StoreResult<()> {
+        async fn add_notification(&self, notification: &Notification) -> StoreResult<bool> {
+            let fail =
+                self.failing_notifications.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+            if fail.is_ok() {
+                return Err(StoreError::backend(InjectedFault));
+            }
             self.inner.add_notification(notification).await
         }
 

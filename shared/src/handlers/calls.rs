@@ -20,11 +20,12 @@ use std::sync::{Arc, OnceLock, Weak};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use super::caller::Caller;
 use super::chat::iso;
 use super::message::{ActionError, ActionResult};
-use super::notifications::{NotificationInput, notify};
+use super::notifications::{NotificationInput, notify_once};
 use super::presence::{partition_visible, set_status};
 use super::{Deps, HandlerError};
 use crate::ids::UserId;
@@ -353,7 +354,14 @@ pub async fn expire_if_unanswered(deps: &Deps, call_id: &str) -> Result<(), Hand
     let change = CallTransition { from: vec![CallState::Ringing], to: CallState::Missed, at: chrono::Utc::now() };
     match deps.store.transition_call(call_id, &change).await {
         Ok(call) => announce_missed(deps, &call).await,
-        Err(StoreError::ConditionFailed | StoreError::NotFound) => Ok(()),
+        Err(StoreError::ConditionFailed) => match deps.store.get_call(call_id).await? {
+            // Already missed: an earlier check may have failed after the transition, before the recipient's
+            // notification was stored. Storing it is idempotent, so finishing that step again is safe; the
+            // `call:missed` frames went out before it and are not repeated.
+            Some(call) if call.state == CallState::Missed => notify_missed(deps, &call).await,
+            _ => Ok(()),
+        },
+        Err(StoreError::NotFound) => Ok(()),
         Err(error) => Err(error.into()),
     }
 }
@@ -365,6 +373,11 @@ async fn announce_missed(deps: &Deps, call: &CallRecord) -> Result<(), HandlerEr
         json!({"callId": call.call_id, "callerId": call.caller, "recipientId": call.recipient, "callType": call.call_type}),
     );
     tell_users(deps, &[&call.caller, &call.recipient], &frame, None).await;
+    notify_missed(deps, call).await
+}
+
+/// Stores the recipient's "Missed call" notification, once: its id is derived from the call, so a retry finds it.
+async fn notify_missed(deps: &Deps, call: &CallRecord) -> Result<(), HandlerError> {
     let note = NotificationInput {
         title: "Missed call".to_owned(),
         message: format!(
@@ -377,6 +390,17 @@ async fn announce_missed(deps: &Deps, call: &CallRecord) -> Result<(), HandlerEr
         kind: Some("call:missed".to_owned()),
         data: Some(json!({"callId": call.call_id, "callerId": call.caller})),
     };
-    notify(deps, std::slice::from_ref(&call.recipient), &note).await?;
+    notify_once(deps, &call.recipient, &note, missed_call_notification_id(call)).await?;
     Ok(())
+}
+
+/// A UUIDv7 whose time is when the call was missed and whose other bits come from the call id: the same for every
+/// attempt at the same call, and in time order among the recipient's other notifications.
+fn missed_call_notification_id(call: &CallRecord) -> String {
+    let at = call.ended_at.unwrap_or(call.created_at);
+    let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    let digest = Sha256::digest(format!("missed-call:{}", call.call_id).as_bytes());
+    let mut random = [0u8; 10];
+    random.copy_from_slice(&digest[..10]);
+    uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid().to_string()
 }

@@ -65,28 +65,46 @@ pub async fn notify(
 ) -> Result<Vec<Notification>, HandlerError> {
     let mut stored = Vec::with_capacity(users.len());
     for user in users {
-        let notification = Notification {
-            id: uuid::Uuid::now_v7().to_string(),
-            user_id: user.clone(),
-            title: input.title.clone(),
-            message: input.message.clone(),
-            kind: input.kind.clone(),
-            data: input.data.clone().unwrap_or(Value::Null),
-            read: false,
-            created_at: chrono::Utc::now(),
-        };
-        deps.store.add_notification(&notification).await?;
-        let unread = deps.store.unread_notifications(user).await?;
-        let mut payload = notification_json(&notification);
-        if let Value::Object(map) = &mut payload {
-            map.insert("unreadCount".to_owned(), json!(unread));
+        let id = uuid::Uuid::now_v7().to_string();
+        if let Some(notification) = notify_once(deps, user, input, id).await? {
+            stored.push(notification);
         }
-        let frame = ServerFrame::event(events::NOTIFICATION_NEW, payload);
-        let targets = deps.store.room_members(&RoomName::for_user(user)).await?;
-        deps.deliver(targets.into_iter().map(|m| m.connection_id).collect(), &frame).await;
-        stored.push(notification);
     }
     Ok(stored)
+}
+
+/// Stores the notification `id` for `user` and pushes `notification:new`, unless the user already has it: then
+/// nothing is stored, counted or pushed, and the answer is `None`. A caller that derives `id` from what the
+/// notification is about can therefore repeat the whole step after a failure without notifying twice.
+/// Ids are UUIDv7 (or built like one), because notifications page in id order.
+pub async fn notify_once(
+    deps: &Deps,
+    user: &UserId,
+    input: &NotificationInput,
+    id: String,
+) -> Result<Option<Notification>, HandlerError> {
+    let notification = Notification {
+        id,
+        user_id: user.clone(),
+        title: input.title.clone(),
+        message: input.message.clone(),
+        kind: input.kind.clone(),
+        data: input.data.clone().unwrap_or(Value::Null),
+        read: false,
+        created_at: chrono::Utc::now(),
+    };
+    if !deps.store.add_notification(&notification).await? {
+        return Ok(None);
+    }
+    let unread = deps.store.unread_notifications(user).await?;
+    let mut payload = notification_json(&notification);
+    if let Value::Object(map) = &mut payload {
+        map.insert("unreadCount".to_owned(), json!(unread));
+    }
+    let frame = ServerFrame::event(events::NOTIFICATION_NEW, payload);
+    let targets = deps.store.room_members(&RoomName::for_user(user)).await?;
+    deps.deliver(targets.into_iter().map(|m| m.connection_id).collect(), &frame).await;
+    Ok(Some(notification))
 }
 
 #[derive(Deserialize)]

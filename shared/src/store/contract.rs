@@ -467,8 +467,9 @@ pub async fn notifications_list_page_filter_and_mark_read(store: &dyn Store) {
     let mine: Vec<Notification> = (0..5).map(|i| notification(&me, i)).collect();
     let theirs = notification(&other, 0);
     for n in mine.iter().chain([&theirs]) {
-        store.add_notification(n).await.expect("add");
+        assert!(store.add_notification(n).await.expect("add"), "a new notification is stored");
     }
+    assert!(!store.add_notification(&mine[0]).await.expect("add again"), "the same id again changes nothing");
     // Newest first is descending id order; sorting here keeps the case independent of id generation.
     let mut newest_first = mine.clone();
     newest_first.sort_by(|a, b| b.id.cmp(&a.id));

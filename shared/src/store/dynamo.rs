@@ -1615,7 +1615,7 @@ impl Store for DynamoStore {
 
     // ---- notifications ----------------------------------------------------------------------------------------
 
-    async fn add_notification(&self, notification: &Notification) -> StoreResult<()> {
+    async fn add_notification(&self, notification: &Notification) -> StoreResult<bool> {
         let user = &notification.user_id;
         let mut item = key(notif_pk(user), format!("N#{}", key_part(&notification.id)));
         item.insert("id".into(), s(&notification.id));
@@ -1645,9 +1645,9 @@ impl Store for DynamoStore {
             request = request.transact_items(TransactWriteItem::builder().update(counter).build());
         }
         match request.send().await {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(true),
             // The same notification added twice (a retried request): the first one counted, this one is a no-op.
-            Err(e) if cancellation_reasons(&e).is_some_and(|r| reason_is(r, 0, CONDITION_FAILED)) => Ok(()),
+            Err(e) if cancellation_reasons(&e).is_some_and(|r| reason_is(r, 0, CONDITION_FAILED)) => Ok(false),
             Err(e) => Err(StoreError::backend(e)),
         }
     }

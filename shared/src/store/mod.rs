@@ -407,7 +407,9 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- notifications ----------------------------------------------------------------------------------------
 
-    async fn add_notification(&self, notification: &Notification) -> StoreResult<()>;
+    /// Stores a notification and counts it unread. `false` when this user already has a notification with this id:
+    /// nothing changes, so a retried add never counts twice.
+    async fn add_notification(&self, notification: &Notification) -> StoreResult<bool>;
 
     /// Newest first.
     async fn list_notifications(&self, user: &UserId, query: &NotificationQuery) -> StoreResult<Vec<Notification>>;

@@ -620,9 +620,9 @@ impl Store for SqliteStore {
     // ---- notifications ----------------------------------------------------------------------------------------
 
     /// Adding the same (user, id) twice keeps the first notification, so a retried add changes nothing.
-    async fn add_notification(&self, notification: &Notification) -> StoreResult<()> {
+    async fn add_notification(&self, notification: &Notification) -> StoreResult<bool> {
         let data = serde_json::to_string(&notification.data).map_err(StoreError::backend)?;
-        sqlx::query(
+        let done = sqlx::query(
             "INSERT INTO notifications (user_id, id, title, message, kind, data, read, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (user_id, id) DO NOTHING",
@@ -638,7 +638,7 @@ impl Store for SqliteStore {
         .execute(&self.writer)
         .await
         .map_err(StoreError::backend)?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
     }
 
     async fn list_notifications(&self, user: &UserId, query: &NotificationQuery) -> StoreResult<Vec<Notification>> {
