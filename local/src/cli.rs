@@ -21,6 +21,8 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -452,8 +454,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 Ok(Outcome::Ok)
             }
             Command::Exit => {
-                // A polite close; the process is leaving either way, so a failed close changes nothing.
-                let _ = tokio::time::timeout(self.timeout, self.ws.close(None)).await;
+                self.close().await;
                 Ok(Outcome::Exit)
             }
         }
@@ -513,8 +514,24 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 }
             }
         }
-        let _ = tokio::time::timeout(self.timeout, self.ws.close(None)).await;
+        self.close().await;
         Ok(())
+    }
+
+    /// Closes with 1000 and waits, up to the timeout, for the hub's answering close frame, so the hub records a
+    /// clean disconnect rather than a reset. The process is leaving either way, so a failed close changes nothing.
+    pub async fn close(&mut self) {
+        let handshake = async {
+            let normal = CloseFrame { code: CloseCode::Normal, reason: "".into() };
+            if self.ws.close(Some(normal)).await.is_ok() {
+                while let Some(Ok(message)) = self.ws.next().await {
+                    if message.is_close() {
+                        break;
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(self.timeout, handshake).await;
     }
 
     /// Sends `{"action", "id", "data"}` and waits for the ack with that id.
@@ -677,10 +694,10 @@ where
     let outcome = session.run(&command).await?;
     if let Outcome::Failed { code, message } = &outcome {
         write_to(err, &format!("error: {code}: {message}\n")).await?;
-        return Ok(outcome.exit_code());
+    } else {
+        session.collect(Duration::from_millis(args.wait)).await?;
     }
-    session.collect(Duration::from_millis(args.wait)).await?;
-    let _ = tokio::time::timeout(endpoint.timeout, session.ws.close(None)).await;
+    session.close().await;
     Ok(outcome.exit_code())
 }
 
