@@ -1,5 +1,6 @@
-//! Loading the AWS SDK configuration the Management API and SQS adapters share. The DynamoDB adapter has rules of
-//! its own for DynamoDB Local (see `store::dynamo`).
+//! Loading the AWS SDK configuration the AWS adapters share: the Lambdas load it once at cold start for their
+//! DynamoDB, Management API and SQS clients. Against DynamoDB Local the DynamoDB adapter has rules of its own (see
+//! `store::dynamo`).
 
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::{BehaviorVersion, Region, SdkConfig};

@@ -18,3 +18,5 @@ pub mod rooms;
 pub mod schedule;
 pub mod store;
 pub mod telemetry;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;

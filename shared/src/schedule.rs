@@ -116,27 +116,6 @@ mod tests {
     /// The SQS endpoint of the integration test, e.g. `moto_server` started by `scripts/sqs-local.sh`.
     const ENDPOINT_VARIABLE: &str = "SQS_ENDPOINT";
 
-    /// The emulator's endpoint, or `None` after saying loudly that the test is skipped. With `TEST_INTEGRATION=1` a
-    /// missing endpoint is a failure, not a skip: CI must not pass by silently testing nothing.
-    fn sqs_endpoint() -> Option<String> {
-        match std::env::var(ENDPOINT_VARIABLE) {
-            Ok(endpoint) if !endpoint.trim().is_empty() => Some(endpoint.trim().to_owned()),
-            _ if std::env::var("TEST_INTEGRATION").as_deref() == Ok("1") => panic!(
-                "TEST_INTEGRATION=1 but {ENDPOINT_VARIABLE} is not set: start an SQS emulator with \
-                 `eval \"$(bash scripts/sqs-local.sh start)\"` or run scripts/test.sh"
-            ),
-            _ => {
-                // Written straight to the process's stderr: `eprintln!` is captured for passing tests, and a skip
-                // must be visible.
-                let _ = std::io::Write::write_all(
-                    &mut std::io::stderr(),
-                    b"SKIPPED: SqsCallTimer against SQS not run (set SQS_ENDPOINT or run scripts/test.sh)\n",
-                );
-                None
-            }
-        }
-    }
-
     #[test]
     fn the_message_body_is_a_camel_case_call_id() {
         let body = serde_json::to_string(&MissedCallCheck { call_id: "c-1".to_owned() }).expect("encode");
@@ -155,7 +134,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_scheduled_check_arrives_on_the_queue_after_its_delay() {
-        let Some(endpoint) = sqs_endpoint() else { return };
+        let Some(endpoint) = crate::testing::integration_var(ENDPOINT_VARIABLE, "an SQS emulator") else { return };
         let probe = SqsCallTimer::for_queue("unused", Some(&endpoint)).await;
         let queue_name = format!("bellhop-missed-{}", uuid::Uuid::new_v4().simple());
         let created = probe.client().create_queue().queue_name(&queue_name).send().await.expect("create queue");

@@ -18,7 +18,9 @@ use local::StoreChoice;
 use serde_json::{Value, json};
 use shared::store::dynamo::{DynamoStore, RequestCounter};
 
-use crate::helpers::{TestClient, TestHub, integration_var, spawn_hub_with};
+use shared::testing::integration_var;
+
+use crate::helpers::{TestClient, TestHub, spawn_hub_with};
 
 /// How long the request count must stay still before an action counts as finished. Handlers finish their store
 /// work before they answer, but `$disconnect` has no answer to wait for.

@@ -97,23 +97,6 @@ fn pusher_from_env() -> PusherChoice {
     }
 }
 
-/// The value of `name`, which a test that needs an external service (`what`) reads its location from. When it is
-/// not set the test is skipped, saying so on stderr (captured output would hide it); with `TEST_INTEGRATION=1`, as
-/// `scripts/test.sh` sets, a missing service fails the test instead.
-pub(crate) fn integration_var(name: &str, what: &str) -> Option<String> {
-    match std::env::var(name) {
-        Ok(value) if !value.trim().is_empty() => Some(value.trim().to_owned()),
-        _ if std::env::var("TEST_INTEGRATION").as_deref() == Ok("1") => {
-            panic!("TEST_INTEGRATION=1 but {name} is not set: {what} is required; run scripts/test.sh")
-        }
-        _ => {
-            let line = format!("SKIPPED: {what} is not configured (set {name} or run scripts/test.sh)\n");
-            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
-            None
-        }
-    }
-}
-
 /// The error code of an ack or error frame, or "" when it has none.
 pub(crate) fn error_code(frame: &Value) -> &str {
     frame["error"]["code"].as_str().unwrap_or("")
@@ -166,19 +149,7 @@ impl TestHub {
 
     /// Claims for `sub` valid for ten minutes, without role or rooms.
     pub(crate) fn claims(sub: &str) -> Claims {
-        let now = chrono::Utc::now().timestamp();
-        Claims {
-            sub: sub.to_owned(),
-            exp: now + 600,
-            nbf: None,
-            iat: Some(now),
-            iss: None,
-            aud: None,
-            role: None,
-            name: None,
-            email: None,
-            rooms: None,
-        }
+        Claims::for_subject(sub, 600, &Config::for_tests().jwt)
     }
 
     /// A valid token for `sub` with `role`.

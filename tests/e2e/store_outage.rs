@@ -22,7 +22,9 @@ use shared::store::dynamo::DynamoStore;
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite;
 
-use crate::helpers::{error_code, integration_var, spawn_hub_with};
+use shared::testing::integration_var;
+
+use crate::helpers::{error_code, spawn_hub_with};
 
 /// DynamoDB Local takes a few seconds to start on a loaded machine.
 const START_LIMIT: Duration = Duration::from_secs(60);

@@ -57,16 +57,23 @@ impl Deps {
     }
 
     /// The cloud wiring every Lambda shares: DynamoDB store, Management API pusher at `WS_ENDPOINT`, and the call
-    /// timer: delayed SQS messages when `MISSED_CALL_QUEUE_URL` is set, otherwise only the on-touch expiry.
+    /// timer: delayed SQS messages when `MISSED_CALL_QUEUE_URL` is set, otherwise only the on-touch expiry. The AWS
+    /// configuration (region, credentials chain) is loaded once at cold start and shared by the three clients.
     pub async fn for_lambda(config: Config) -> Result<Self, crate::config::ConfigError> {
+        use crate::store::dynamo::DynamoStore;
         let endpoint = config.management_endpoint.clone().ok_or(crate::config::ConfigError::Missing("WS_ENDPOINT"))?;
-        let store =
-            crate::store::dynamo::DynamoStore::from_config(&config.table_name, config.dynamodb_endpoint.as_deref())
-                .await;
-        let pusher = crate::push::apigw::ApiGatewayPusher::for_endpoint(&endpoint).await;
+        let sdk_config = crate::aws::load(None).await;
+        let store = match config.dynamodb_endpoint.as_deref() {
+            // An endpoint override is DynamoDB Local, which has credential rules of its own.
+            Some(dynamodb_endpoint) => DynamoStore::from_config(&config.table_name, Some(dynamodb_endpoint)).await,
+            None => DynamoStore::from_sdk_config(&sdk_config, &config.table_name),
+        };
+        let pusher = crate::push::apigw::ApiGatewayPusher::from_sdk_config(&sdk_config, &endpoint);
         // Building the SQS client sends nothing, so functions that never start a call pay only for its set-up.
         let call_timer: Arc<dyn calls::CallTimer> = match &config.missed_call_queue_url {
-            Some(queue_url) => Arc::new(crate::schedule::SqsCallTimer::for_queue(queue_url.as_str(), None).await),
+            Some(queue_url) => {
+                Arc::new(crate::schedule::SqsCallTimer::from_sdk_config(&sdk_config, queue_url.as_str()))
+            }
             None => Arc::new(calls::OnTouchCallTimer),
         };
         Ok(Self::new(config, Arc::new(store), Arc::new(pusher), call_timer))

@@ -22,28 +22,46 @@ use super::{
 use crate::ids::{ConnectionId, UserId};
 use crate::rooms::RoomName;
 
+/// Calls `$callback!` with the name of every case. The list lives here once: [`run_all`] and each adapter's
+/// one-test-per-case module are generated from it, so a new case runs everywhere or fails to compile nowhere.
+macro_rules! with_every_case {
+    ($callback:ident) => {
+        $callback! {
+            connect_join_leave,
+            put_connection_joins_auto_rooms_and_counts_stats,
+            delete_connection_removes_every_membership_and_is_idempotent,
+            join_room_of_an_unknown_connection_is_not_found,
+            last_connection_of_user_is_reported,
+            room_members_lists_every_page,
+            grants_and_revokes,
+            participation_and_user_rooms_include_grants,
+            append_event_allocates_gapless_seq,
+            append_event_is_idempotent_per_client_msg_id,
+            concurrent_appends_get_distinct_seqs,
+            history_pages_latest_before_after,
+            get_event_by_id,
+            count_unread_excludes_own_and_read,
+            read_watermark_never_goes_down,
+            idempotency_claim_complete_release,
+            stats_count_connections_rooms_messages,
+            presence_set_and_get,
+            notifications_list_page_filter_and_mark_read,
+            calls_transition_conditionally
+        }
+    };
+}
+// The adapters' test modules are its other users.
+#[cfg(test)]
+pub(crate) use with_every_case;
+
 /// Runs every case in sequence against one store.
 pub async fn run_all(store: &dyn Store) {
-    connect_join_leave(store).await;
-    put_connection_joins_auto_rooms_and_counts_stats(store).await;
-    delete_connection_removes_every_membership_and_is_idempotent(store).await;
-    join_room_of_an_unknown_connection_is_not_found(store).await;
-    last_connection_of_user_is_reported(store).await;
-    room_members_lists_every_page(store).await;
-    grants_and_revokes(store).await;
-    participation_and_user_rooms_include_grants(store).await;
-    append_event_allocates_gapless_seq(store).await;
-    append_event_is_idempotent_per_client_msg_id(store).await;
-    concurrent_appends_get_distinct_seqs(store).await;
-    history_pages_latest_before_after(store).await;
-    get_event_by_id(store).await;
-    count_unread_excludes_own_and_read(store).await;
-    read_watermark_never_goes_down(store).await;
-    idempotency_claim_complete_release(store).await;
-    stats_count_connections_rooms_messages(store).await;
-    presence_set_and_get(store).await;
-    notifications_list_page_filter_and_mark_read(store).await;
-    calls_transition_conditionally(store).await;
+    macro_rules! in_sequence {
+        ($($case:ident),*) => {
+            $($case(store).await;)*
+        };
+    }
+    with_every_case!(in_sequence);
 }
 
 // ---- connections and membership ---------------------------------------------------------------------------------

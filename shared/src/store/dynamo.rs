@@ -204,6 +204,12 @@ impl DynamoStore {
         Self::new(client_from_config(endpoint, None).await, table)
     }
 
+    /// A store on `table` whose client comes from an SDK configuration loaded once and shared with the other AWS
+    /// clients (the Lambdas' wiring), with this adapter's retries and timeouts.
+    pub fn from_sdk_config(sdk_config: &aws_config::SdkConfig, table: &str) -> Self {
+        Self::new(client_from_sdk_config(aws_sdk_dynamodb::config::Builder::from(sdk_config), None), table)
+    }
+
     /// [`DynamoStore::from_config`] with a [`RequestCounter`] attached to the client.
     pub async fn from_config_with_counter(table: &str, endpoint: Option<&str>, counter: &RequestCounter) -> Self {
         Self::new(client_from_config(endpoint, Some(counter)).await, table)
@@ -309,19 +315,7 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(8);
 
 async fn client_from_config(endpoint: Option<&str>, counter: Option<&RequestCounter>) -> Client {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(
-            aws_config::retry::RetryConfig::standard()
-                .with_max_attempts(MAX_ATTEMPTS)
-                .with_initial_backoff(INITIAL_BACKOFF),
-        )
-        .timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                .operation_timeout(OPERATION_TIMEOUT)
-                .build(),
-        );
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
     let mut local_region = None;
     if let Some(endpoint) = endpoint {
         loader = loader.endpoint_url(endpoint);
@@ -346,6 +340,24 @@ async fn client_from_config(endpoint: Option<&str>, counter: Option<&RequestCoun
     if let Some(region) = local_region {
         builder = builder.region(region);
     }
+    client_from_sdk_config(builder, counter)
+}
+
+/// The client for `builder` with this adapter's retries and timeouts, and `counter` attached when given.
+fn client_from_sdk_config(builder: aws_sdk_dynamodb::config::Builder, counter: Option<&RequestCounter>) -> Client {
+    let mut builder = builder
+        .retry_config(
+            aws_config::retry::RetryConfig::standard()
+                .with_max_attempts(MAX_ATTEMPTS)
+                .with_initial_backoff(INITIAL_BACKOFF),
+        )
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .operation_timeout(OPERATION_TIMEOUT)
+                .build(),
+        );
     if let Some(counter) = counter {
         builder = counter.attach(builder);
     }
@@ -1987,26 +1999,6 @@ mod tests {
     use super::*;
     use crate::store::contract;
 
-    /// The DynamoDB Local endpoint, or `None` (after saying so) when it is not configured.
-    fn endpoint() -> Option<String> {
-        match std::env::var("DYNAMODB_ENDPOINT") {
-            Ok(endpoint) if !endpoint.trim().is_empty() => Some(endpoint.trim().to_owned()),
-            _ if std::env::var("TEST_INTEGRATION").as_deref() == Ok("1") => panic!(
-                "TEST_INTEGRATION=1 but DYNAMODB_ENDPOINT is not set: start DynamoDB Local with \
-                 `eval \"$(bash scripts/dynamodb-local.sh start)\"` or run scripts/test.sh"
-            ),
-            _ => {
-                // Written straight to the process's stderr: `eprintln!` is captured for passing tests, and a skip
-                // must be visible.
-                let _ = std::io::Write::write_all(
-                    &mut std::io::stderr(),
-                    b"SKIPPED: DynamoDB Local not configured (set DYNAMODB_ENDPOINT or run scripts/test.sh)\n",
-                );
-                None
-            }
-        }
-    }
-
     /// A store on a fresh table, with a request counter attached.
     struct TestTable {
         store: DynamoStore,
@@ -2016,7 +2008,7 @@ mod tests {
 
     impl TestTable {
         async fn create() -> Option<Self> {
-            let endpoint = endpoint()?;
+            let endpoint = crate::testing::integration_var("DYNAMODB_ENDPOINT", "DynamoDB Local")?;
             let table = format!("bellhop-test-{}", uuid::Uuid::new_v4().simple());
             let counter = RequestCounter::new();
             let store = DynamoStore::from_config_with_counter(&table, Some(&endpoint), &counter).await;
@@ -2047,27 +2039,7 @@ mod tests {
         )*};
     }
 
-    contract_cases!(
-        connect_join_leave,
-        put_connection_joins_auto_rooms_and_counts_stats,
-        delete_connection_removes_every_membership_and_is_idempotent,
-        last_connection_of_user_is_reported,
-        room_members_lists_every_page,
-        grants_and_revokes,
-        participation_and_user_rooms_include_grants,
-        append_event_allocates_gapless_seq,
-        append_event_is_idempotent_per_client_msg_id,
-        concurrent_appends_get_distinct_seqs,
-        history_pages_latest_before_after,
-        get_event_by_id,
-        count_unread_excludes_own_and_read,
-        read_watermark_never_goes_down,
-        idempotency_claim_complete_release,
-        stats_count_connections_rooms_messages,
-        presence_set_and_get,
-        notifications_list_page_filter_and_mark_read,
-        calls_transition_conditionally,
-    );
+    contract::with_every_case!(contract_cases);
 
     fn user(prefix: &str) -> UserId {
         UserId::parse(format!("{prefix}-{}", uuid::Uuid::new_v4().simple())).expect("valid user id")

@@ -932,28 +932,7 @@ mod tests {
         };
     }
 
-    contract_cases!(
-        connect_join_leave,
-        put_connection_joins_auto_rooms_and_counts_stats,
-        delete_connection_removes_every_membership_and_is_idempotent,
-        join_room_of_an_unknown_connection_is_not_found,
-        last_connection_of_user_is_reported,
-        room_members_lists_every_page,
-        grants_and_revokes,
-        participation_and_user_rooms_include_grants,
-        append_event_allocates_gapless_seq,
-        append_event_is_idempotent_per_client_msg_id,
-        concurrent_appends_get_distinct_seqs,
-        history_pages_latest_before_after,
-        get_event_by_id,
-        count_unread_excludes_own_and_read,
-        read_watermark_never_goes_down,
-        idempotency_claim_complete_release,
-        stats_count_connections_rooms_messages,
-        presence_set_and_get,
-        notifications_list_page_filter_and_mark_read,
-        calls_transition_conditionally,
-    );
+    contract::with_every_case!(contract_cases);
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn every_contract_case_passes_in_sequence_on_one_shared_store() {
