@@ -21,8 +21,9 @@ pub enum IdError {
 }
 
 /// An API Gateway connection id, such as `gbf_-C9vMQAYKEiZoA==`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ts_rs::TS)]
 #[serde(try_from = "String", into = "String")]
+#[ts(type = "string")]
 pub struct ConnectionId(String);
 
 impl ConnectionId {
@@ -40,8 +41,9 @@ impl ConnectionId {
 }
 
 /// The subject of a platform JWT: who is talking.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ts_rs::TS)]
 #[serde(try_from = "String", into = "String")]
+#[ts(type = "string")]
 pub struct UserId(String);
 
 impl UserId {

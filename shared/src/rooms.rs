@@ -27,8 +27,9 @@ pub enum RoomError {
 }
 
 /// A validated room name: `kind` (a role-wide room such as `calendar`) or `kind:id[:id]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ts_rs::TS)]
 #[serde(try_from = "String", into = "String")]
+#[ts(type = "string")]
 pub struct RoomName(String);
 
 impl RoomName {

@@ -130,6 +130,35 @@ pub async fn leave(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
     Ok(json!({"room": room, "left": left}))
 }
 
+/// `room:members {room, cursor?, limit?}` → ack `{room, participants, nextCursor}`: one page of the users in a
+/// room the caller may join.
+pub async fn members(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
+    let request: crate::protocol::payloads::MembersRequest = parse_data(data)?;
+    let room = RoomName::parse(request.room)?;
+    let max = deps.config.limits.max_page;
+    let limit = request.limit.unwrap_or(max.min(50));
+    if limit == 0 || limit > max {
+        return Err(ActionError::invalid(format!("limit must be between 1 and {max}")));
+    }
+    check_access(deps, caller, &room).await?;
+    let mut members = deps.store.room_members(&room).await?;
+    members.sort();
+    let start = match &request.cursor {
+        Some(cursor) => members.partition_point(|m| m.connection_id.as_str() <= cursor.as_str()),
+        None => 0,
+    };
+    let page: Vec<_> = members.iter().skip(start).take(limit as usize).collect();
+    let next_cursor =
+        if start + page.len() < members.len() { page.last().map(|m| m.connection_id.to_string()) } else { None };
+    let mut users: Vec<&str> = page.iter().map(|m| m.user_id.as_str()).collect();
+    users.dedup();
+    Ok(json!({
+        "room": room,
+        "participants": users.into_iter().map(|id| json!({"userId": id})).collect::<Vec<_>>(),
+        "nextCursor": next_cursor,
+    }))
+}
+
 /// Fails with `FORBIDDEN` unless the caller's connection is in the room. Returns the room's members, which the
 /// caller usually needs next for fan-out, so membership costs no extra query.
 pub async fn members_if_joined(

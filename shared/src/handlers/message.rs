@@ -102,6 +102,10 @@ async fn dispatch(deps: &Deps, caller: &Caller, frame: ClientFrame) -> ActionRes
         Action::Ping => Ok(json!({"pong": true, "time": crate::handlers::now_iso()})),
         Action::RoomJoin => membership::join(deps, caller, data).await,
         Action::RoomLeave => membership::leave(deps, caller, data).await,
+        Action::RoomMembers => membership::members(deps, caller, data).await,
+        Action::AuthRefresh => {
+            Err(ActionError::new(ErrorCode::UnknownAction, "auth:refresh is not available on this server yet"))
+        }
         Action::MessageSend => chat::send(deps, caller, data).await,
         Action::MessageHistory => chat::history(deps, caller, data).await,
         Action::MessageRead => chat::read(deps, caller, data).await,

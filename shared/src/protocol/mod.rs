@@ -10,6 +10,12 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use ts_rs::TS;
+
+pub mod payloads;
+pub mod typescript;
+
+pub use payloads::{CallState, CallType, PresenceStatus, Timestamp, now, timestamp};
 
 /// Longest client-chosen request id echoed back in an ack.
 pub const MAX_REQUEST_ID_LEN: usize = 64;
@@ -19,8 +25,10 @@ pub const MAX_REQUEST_ID_LEN: usize = 64;
 pub enum Action {
     Hello,
     Ping,
+    AuthRefresh,
     RoomJoin,
     RoomLeave,
+    RoomMembers,
     MessageSend,
     MessageHistory,
     MessageRead,
@@ -41,11 +49,13 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 21] = [
+    pub const ALL: [Action; 23] = [
         Action::Hello,
         Action::Ping,
+        Action::AuthRefresh,
         Action::RoomJoin,
         Action::RoomLeave,
+        Action::RoomMembers,
         Action::MessageSend,
         Action::MessageHistory,
         Action::MessageRead,
@@ -69,8 +79,10 @@ impl Action {
         match self {
             Action::Hello => "hello",
             Action::Ping => "ping",
+            Action::AuthRefresh => "auth:refresh",
             Action::RoomJoin => "room:join",
             Action::RoomLeave => "room:leave",
+            Action::RoomMembers => "room:members",
             Action::MessageSend => "message:send",
             Action::MessageHistory => "message:history",
             Action::MessageRead => "message:read",
@@ -105,6 +117,7 @@ impl fmt::Display for Action {
 /// Event names Bellhop itself emits. Internal services may emit any other name.
 pub mod events {
     pub const CONNECTED: &str = "connected";
+    pub const AUTH_EXPIRING: &str = "auth:expiring";
     pub const ERROR: &str = "error";
     pub const MESSAGE_NEW: &str = "message:new";
     pub const MESSAGE_READ: &str = "message:read";
@@ -123,7 +136,7 @@ pub mod events {
 }
 
 /// Stable, documented error codes. Clients switch on these; messages are for humans.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     /// The frame is not valid JSON.
@@ -172,15 +185,26 @@ impl ErrorCode {
 }
 
 /// `{"code": ..., "message": ...}`: the body of a failed ack, of an `error` event and of HTTP error envelopes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
+    /// With `RATE_LIMITED`: how long to wait before the same request can succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ErrorBody {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self { code, message: message.into(), retry_after_ms: None }
+    }
+
+    /// A `RATE_LIMITED` answer that says when to try again.
+    pub fn rate_limited(message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        let millis = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX).max(1);
+        Self { code: ErrorCode::RateLimited, message: message.into(), retry_after_ms: Some(millis) }
     }
 }
 
@@ -288,24 +312,35 @@ fn json_error_summary(error: &serde_json::Error) -> String {
     }
 }
 
+/// Turns a payload into a frame's `data`. The [`payloads`] types hold only strings, numbers, booleans, lists and
+/// JSON values with string keys, which serde_json always serialises, so the fallback is never taken.
+pub fn to_data(payload: &impl Serialize) -> Value {
+    serde_json::to_value(payload).unwrap_or(Value::Null)
+}
+
 /// A frame sent to a client.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ServerFrame {
     Ack {
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
         id: Option<String>,
         ok: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
         data: Option<Value>,
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
         error: Option<ErrorBody>,
     },
     Event {
         event: String,
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
         room: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
         seq: Option<u64>,
         data: Value,
     },
@@ -331,6 +366,16 @@ impl ServerFrame {
     /// An `error` event, for failures that have no request id to acknowledge.
     pub fn error_event(error: ErrorBody) -> Self {
         ServerFrame::event(events::ERROR, serde_json::to_value(error).unwrap_or(Value::Null))
+    }
+
+    /// An event whose data is one of the [`payloads`] types.
+    pub fn typed_event(event: impl Into<String>, data: &impl Serialize) -> Self {
+        ServerFrame::event(event, to_data(data))
+    }
+
+    /// A room event whose data is one of the [`payloads`] types.
+    pub fn typed_room_event(event: impl Into<String>, room: impl Into<String>, data: &impl Serialize) -> Self {
+        ServerFrame::room_event(event, room, None, to_data(data))
     }
 
     pub fn to_json(&self) -> String {
