@@ -12,8 +12,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ids::UserId;
-use crate::rooms::RoomName;
+use crate::ids::{RoomName, UserId};
+use crate::protocol::payloads::Profile;
 
 /// The subprotocol a browser offers next to its `bearer.<jwt>` entry; the server echoes it back.
 pub const SUBPROTOCOL: &str = "bellhop.v1";
@@ -132,13 +132,13 @@ impl Identity {
     }
 
     /// The public profile attached to messages and join events.
-    pub fn profile(&self) -> Value {
-        serde_json::json!({
-            "id": self.user_id,
-            "name": self.name,
-            "email": self.email,
-            "role": self.role,
-        })
+    pub fn profile(&self) -> Profile {
+        Profile {
+            id: self.user_id.clone(),
+            name: self.name.clone(),
+            email: self.email.clone(),
+            role: self.role.clone(),
+        }
     }
 }
 

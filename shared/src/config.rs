@@ -35,6 +35,25 @@ pub struct Limits {
     pub fanout_concurrency: usize,
     /// Largest `call:signal` payload, in bytes.
     pub max_signal_bytes: usize,
+    /// Most rooms one connection may be in at once, its automatic rooms included; this also bounds `hello`.
+    pub max_rooms_per_connection: usize,
+    /// Most connections one user may hold open at once (tabs and devices).
+    pub max_connections_per_user: usize,
+    /// Frames per second one connection may send, sustained; 0 turns the inbound rate limit off.
+    pub inbound_per_second: u32,
+    /// Frames one connection may send at once above the sustained rate.
+    pub inbound_burst: u32,
+    /// Refused frames (beyond a refill of one every 3 s) after which a connection that keeps exceeding its rate is
+    /// closed.
+    pub rate_strikes: u32,
+    /// Least time between two typing events of one connection in one room; more are coalesced.
+    pub typing_interval_ms: u64,
+    /// Calls one user may start per minute.
+    pub calls_per_minute: u32,
+    /// Missed-call notifications one user may receive per minute.
+    pub notifications_per_minute: u32,
+    /// How long before its token expires a connection is told so with `auth:expiring`.
+    pub token_warning_seconds: u64,
 }
 
 impl Default for Limits {
@@ -45,6 +64,15 @@ impl Default for Limits {
             max_emit_bytes: 128 * 1024,
             fanout_concurrency: 64,
             max_signal_bytes: 32 * 1024,
+            max_rooms_per_connection: 100,
+            max_connections_per_user: 20,
+            inbound_per_second: 10,
+            inbound_burst: 30,
+            rate_strikes: 20,
+            typing_interval_ms: 2000,
+            calls_per_minute: 10,
+            notifications_per_minute: 30,
+            token_warning_seconds: 60,
         }
     }
 }
@@ -123,6 +151,11 @@ impl Config {
                 None => Ok(default),
             }
         };
+        let small = |name: &'static str, default: u32| -> Result<u32, ConfigError> {
+            let value = number(name, u64::from(default))?;
+            u32::try_from(value)
+                .map_err(|_| ConfigError::Invalid { name, reason: format!("{value} is larger than {}", u32::MAX) })
+        };
         let flag = |name: &'static str| -> Result<bool, ConfigError> {
             match get(name).as_deref() {
                 None | Some("false" | "0" | "no") => Ok(false),
@@ -157,6 +190,17 @@ impl Config {
             fanout_concurrency: number("FANOUT_CONCURRENCY", defaults.fanout_concurrency as u64)?.clamp(1, 1024)
                 as usize,
             max_signal_bytes: defaults.max_signal_bytes,
+            max_rooms_per_connection: number("MAX_ROOMS_PER_CONNECTION", defaults.max_rooms_per_connection as u64)?
+                .clamp(1, 1000) as usize,
+            max_connections_per_user: number("MAX_CONNECTIONS_PER_USER", defaults.max_connections_per_user as u64)?
+                .clamp(1, 1000) as usize,
+            inbound_per_second: small("INBOUND_RATE_PER_SECOND", defaults.inbound_per_second)?,
+            inbound_burst: small("INBOUND_BURST", defaults.inbound_burst)?.max(1),
+            rate_strikes: small("RATE_LIMIT_STRIKES", defaults.rate_strikes)?.max(1),
+            typing_interval_ms: number("TYPING_INTERVAL_MS", defaults.typing_interval_ms)?,
+            calls_per_minute: small("CALLS_PER_MINUTE", defaults.calls_per_minute)?.max(1),
+            notifications_per_minute: small("NOTIFICATIONS_PER_MINUTE", defaults.notifications_per_minute)?.max(1),
+            token_warning_seconds: number("TOKEN_EXPIRY_WARNING_SECONDS", defaults.token_warning_seconds)?,
         };
         Ok(Self {
             jwt,
@@ -188,7 +232,7 @@ impl Config {
 /// The ring time must fit in one SQS message delay (at most 15 minutes), because the cloud's missed-call check is a
 /// delayed message; and a call that is missed the moment it rings is no call at all.
 fn ring_seconds(seconds: u64) -> Result<u64, ConfigError> {
-    let max = crate::schedule::MAX_DELAY_SECONDS;
+    let max = crate::timer::MAX_DELAY_SECONDS;
     if (1..=max).contains(&seconds) {
         Ok(seconds)
     } else {

@@ -1,6 +1,6 @@
-//! Validated identifiers that cross trust boundaries: connection ids and user ids.
+//! Validated identifiers that cross trust boundaries: connection ids, user ids and room names.
 //!
-//! Both are opaque strings on the wire. Parsing them once, at the edge, means the rest of the library never has to
+//! All are strings on the wire. Parsing them once, at the edge, means the rest of the library never has to
 //! wonder whether an id is empty, enormous, or carries characters that would break a DynamoDB key or a URL path.
 
 use std::fmt;
@@ -87,6 +87,100 @@ macro_rules! string_newtype_impls {
 }
 string_newtype_impls!(ConnectionId);
 string_newtype_impls!(UserId);
+
+pub const MAX_ROOM_LEN: usize = 160;
+const MAX_SEGMENTS: usize = 3;
+
+/// Why a room name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoomError {
+    #[error(
+        "room name must be `kind` or `kind:id[:id]`, at most {MAX_ROOM_LEN} characters, each part non-empty \
+         A-Z a-z 0-9 - _ . @ | +"
+    )]
+    Invalid,
+    #[error("room `{0}` must be `chat:a:b` with the two user ids in sorted order")]
+    UnsortedPair(String),
+}
+
+/// A validated room name: `kind` (a role-wide room such as `calendar`) or `kind:id[:id]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ts_rs::TS)]
+#[serde(try_from = "String", into = "String")]
+#[ts(type = "string")]
+pub struct RoomName(String);
+
+impl RoomName {
+    pub fn parse(raw: impl Into<String>) -> Result<Self, RoomError> {
+        let raw = raw.into();
+        let segments: Vec<&str> = raw.split(':').collect();
+        let valid = raw.len() <= MAX_ROOM_LEN
+            && segments.len() <= MAX_SEGMENTS
+            && segments.iter().all(|s| {
+                !s.is_empty()
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b'|' | b'+'))
+            });
+        if !valid {
+            return Err(RoomError::Invalid);
+        }
+        if segments.first() == Some(&"chat") && (segments.len() != 3 || segments[1] >= segments[2]) {
+            return Err(RoomError::UnsortedPair(raw));
+        }
+        Ok(Self(raw))
+    }
+
+    /// The room of one user: every connection of that user is in it, so emitting to a user is emitting here.
+    pub fn for_user(user: &UserId) -> Self {
+        Self(format!("user:{user}"))
+    }
+
+    /// The room whose members are the subscribers to `user`'s presence.
+    pub fn presence_of(user: &UserId) -> Self {
+        Self(format!("presence:{user}"))
+    }
+
+    /// The direct-chat room of two users, ids sorted so both sides name the same room.
+    pub fn chat_between(a: &UserId, b: &UserId) -> Option<Self> {
+        match a.as_str().cmp(b.as_str()) {
+            std::cmp::Ordering::Less => Some(Self(format!("chat:{a}:{b}"))),
+            std::cmp::Ordering::Greater => Some(Self(format!("chat:{b}:{a}"))),
+            std::cmp::Ordering::Equal => None,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The part before the first `:`, or the whole name for bare role-wide rooms.
+    pub fn kind(&self) -> &str {
+        self.0.split(':').next().unwrap_or(&self.0)
+    }
+
+    /// The parts after the kind.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.0.split(':').skip(1)
+    }
+}
+
+impl fmt::Display for RoomName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for RoomName {
+    type Error = RoomError;
+    fn try_from(raw: String) -> Result<Self, RoomError> {
+        Self::parse(raw)
+    }
+}
+
+impl From<RoomName> for String {
+    fn from(room: RoomName) -> String {
+        room.0
+    }
+}
 
 #[cfg(test)]
 mod tests {

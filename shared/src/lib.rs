@@ -1,13 +1,15 @@
 //! Bellhop's hub logic, shared by every Lambda function and by the local harness.
 //!
-//! Pure domain modules ([`protocol`], [`auth`], [`rooms`], [`ids`]) do no I/O. Ports ([`store`], [`push`]) are
-//! traits with real adapters beside them; [`schedule`] is the SQS adapter of the missed-call timer. [`handlers`]
-//! maps Lambda events to domain calls and back; [`http`] is the HTTP API as an axum `Router`; [`aws`] loads the
-//! SDK configuration the AWS adapters share. [`config`] reads the
-//! environment once.
+//! Layers, each importing only the ones before it:
+//! - domain, no I/O: [`ids`], [`protocol`], [`auth`], [`rooms`], [`config`];
+//! - ports with their adapters beside them: [`store`], [`push`], [`timer`], and [`aws`], the SDK configuration the
+//!   AWS adapters share;
+//! - [`handlers`]: Lambda events ↔ domain calls, through the ports only;
+//! - edges: [`http`], the HTTP API as an axum `Router`, and [`cloud`], the Lambda functions' composition root.
 
 pub mod auth;
 pub mod aws;
+pub mod cloud;
 pub mod config;
 pub mod handlers;
 pub mod http;
@@ -15,8 +17,8 @@ pub mod ids;
 pub mod protocol;
 pub mod push;
 pub mod rooms;
-pub mod schedule;
 pub mod store;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
+pub mod timer;

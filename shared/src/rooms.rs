@@ -1,109 +1,17 @@
-//! Room names, the access policy that says who may join which room, and the role → room templates used to
-//! auto-join connections at `$connect`.
+//! The room access policy (who may join and who may publish in which kind of room) and the role → room templates
+//! used to auto-join connections at `$connect`. The room name grammar is [`crate::ids::RoomName`].
 //!
 //! This module decides; it does not look anything up. Whether a user holds a grant on `booking:42` is a store
 //! question answered by the caller and passed in as [`JoinFacts`].
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Identity;
+#[cfg(test)]
 use crate::ids::UserId;
-
-pub const MAX_ROOM_LEN: usize = 160;
-const MAX_SEGMENTS: usize = 3;
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RoomError {
-    #[error(
-        "room name must be `kind` or `kind:id[:id]`, at most {MAX_ROOM_LEN} characters, each part non-empty \
-         A-Z a-z 0-9 - _ . @ | +"
-    )]
-    Invalid,
-    #[error("room `{0}` must be `chat:a:b` with the two user ids in sorted order")]
-    UnsortedPair(String),
-}
-
-/// A validated room name: `kind` (a role-wide room such as `calendar`) or `kind:id[:id]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ts_rs::TS)]
-#[serde(try_from = "String", into = "String")]
-#[ts(type = "string")]
-pub struct RoomName(String);
-
-impl RoomName {
-    pub fn parse(raw: impl Into<String>) -> Result<Self, RoomError> {
-        let raw = raw.into();
-        let segments: Vec<&str> = raw.split(':').collect();
-        let valid = raw.len() <= MAX_ROOM_LEN
-            && segments.len() <= MAX_SEGMENTS
-            && segments.iter().all(|s| {
-                !s.is_empty()
-                    && s.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b'|' | b'+'))
-            });
-        if !valid {
-            return Err(RoomError::Invalid);
-        }
-        if segments.first() == Some(&"chat") && (segments.len() != 3 || segments[1] >= segments[2]) {
-            return Err(RoomError::UnsortedPair(raw));
-        }
-        Ok(Self(raw))
-    }
-
-    /// The room of one user: every connection of that user is in it, so emitting to a user is emitting here.
-    pub fn for_user(user: &UserId) -> Self {
-        Self(format!("user:{user}"))
-    }
-
-    /// The room whose members are the subscribers to `user`'s presence.
-    pub fn presence_of(user: &UserId) -> Self {
-        Self(format!("presence:{user}"))
-    }
-
-    /// The direct-chat room of two users, ids sorted so both sides name the same room.
-    pub fn chat_between(a: &UserId, b: &UserId) -> Option<Self> {
-        match a.as_str().cmp(b.as_str()) {
-            std::cmp::Ordering::Less => Some(Self(format!("chat:{a}:{b}"))),
-            std::cmp::Ordering::Greater => Some(Self(format!("chat:{b}:{a}"))),
-            std::cmp::Ordering::Equal => None,
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The part before the first `:`, or the whole name for bare role-wide rooms.
-    pub fn kind(&self) -> &str {
-        self.0.split(':').next().unwrap_or(&self.0)
-    }
-
-    /// The parts after the kind.
-    pub fn ids(&self) -> impl Iterator<Item = &str> {
-        self.0.split(':').skip(1)
-    }
-}
-
-impl fmt::Display for RoomName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl TryFrom<String> for RoomName {
-    type Error = RoomError;
-    fn try_from(raw: String) -> Result<Self, RoomError> {
-        Self::parse(raw)
-    }
-}
-
-impl From<RoomName> for String {
-    fn from(room: RoomName) -> String {
-        room.0
-    }
-}
+pub use crate::ids::{MAX_ROOM_LEN, RoomError, RoomName};
 
 /// How a kind of room decides who may join.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +45,36 @@ impl RoomRule {
     }
 }
 
+/// Who may publish in a kind of room: send messages, typing indicators and read receipts. Internal emits may
+/// target every room whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Publish {
+    /// Conversation rooms: every member may write.
+    Members,
+    /// Rooms fed by the platform (`user:*`, role rooms, `presence:*`): clients only listen.
+    Platform,
+}
+
+impl Publish {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "members" => Some(Publish::Members),
+            "platform" => Some(Publish::Platform),
+            _ => None,
+        }
+    }
+
+    /// The publish rule a join rule implies unless `ROOM_POLICY` says otherwise: rooms people converse in accept
+    /// their members' messages; rooms only the platform fills accept none.
+    fn default_for(rule: RoomRule) -> Self {
+        match rule {
+            RoomRule::Pair | RoomRule::Public | RoomRule::Granted => Publish::Members,
+            RoomRule::SelfOnly | RoomRule::Presence | RoomRule::AutoOnly => Publish::Platform,
+        }
+    }
+}
+
 /// What the caller has looked up about a join, so the policy can decide without I/O.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JoinFacts {
@@ -157,6 +95,8 @@ pub enum Access {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomPolicy {
     rules: BTreeMap<String, RoomRule>,
+    /// Publish rules set explicitly; other kinds publish as their join rule implies ([`Publish::default_for`]).
+    publish: BTreeMap<String, Publish>,
 }
 
 impl Default for RoomPolicy {
@@ -176,25 +116,61 @@ impl Default for RoomPolicy {
             ("call", RoomRule::Granted),
             ("vendor", RoomRule::Granted),
         ];
-        Self { rules: rules.into_iter().map(|(k, r)| (k.to_owned(), r)).collect() }
+        Self { rules: rules.into_iter().map(|(k, r)| (k.to_owned(), r)).collect(), publish: BTreeMap::new() }
     }
 }
 
 impl RoomPolicy {
-    /// The default table with `overrides` applied, parsed from `kind=rule,kind=rule`.
+    /// The default table with `overrides` applied, parsed from `kind=rule[/publish],…`, for example
+    /// `vendor=granted,calendar=auto/members`.
     pub fn with_overrides(spec: &str) -> Result<Self, String> {
         let mut policy = Self::default();
         for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let (kind, rule) = entry.split_once('=').ok_or_else(|| format!("`{entry}` is not kind=rule"))?;
+            let (rule, publish) = match rule.split_once('/') {
+                Some((rule, publish)) => (rule, Some(publish.trim())),
+                None => (rule, None),
+            };
             let rule = RoomRule::parse(rule.trim())
                 .ok_or_else(|| format!("`{rule}` is not one of self, pair, public, presence, auto, granted"))?;
-            policy.rules.insert(kind.trim().to_owned(), rule);
+            let kind = kind.trim().to_owned();
+            match publish {
+                Some(publish) => {
+                    let publish = Publish::parse(publish)
+                        .ok_or_else(|| format!("`{publish}` is not a publish rule (members or platform)"))?;
+                    policy.publish.insert(kind.clone(), publish);
+                }
+                None => {
+                    policy.publish.remove(&kind);
+                }
+            }
+            policy.rules.insert(kind, rule);
         }
         Ok(policy)
     }
 
     pub fn rule_for(&self, room: &RoomName) -> RoomRule {
         self.rules.get(room.kind()).copied().unwrap_or(RoomRule::Granted)
+    }
+
+    pub fn publish_for(&self, room: &RoomName) -> Publish {
+        self.publish.get(room.kind()).copied().unwrap_or_else(|| Publish::default_for(self.rule_for(room)))
+    }
+
+    /// Whether clients may write into `room` (messages, typing, read receipts) once they are members.
+    pub fn may_publish(&self, room: &RoomName) -> bool {
+        self.publish_for(room) == Publish::Members
+    }
+
+    /// Rooms whose joins and leaves are announced to the other members: the rooms people converse in.
+    pub fn announces_membership(&self, room: &RoomName) -> bool {
+        matches!(self.rule_for(room), RoomRule::Granted | RoomRule::Pair | RoomRule::Public)
+    }
+
+    /// Rooms that make their members visible to each other (presence, calls): private conversations only. A public
+    /// topic does not count, or anyone could join a busy topic and then watch and call everyone in it.
+    pub fn is_private_conversation(&self, room: &RoomName) -> bool {
+        matches!(self.rule_for(room), RoomRule::Granted | RoomRule::Pair)
     }
 
     /// Decides whether `identity` may join `room`. `auto_rooms` are the rooms this identity is auto-joined to.
@@ -377,6 +353,35 @@ mod tests {
         assert_eq!(policy.rule_for(&room("calendar")), RoomRule::Public);
         assert!(RoomPolicy::with_overrides("calendar").is_err());
         assert!(RoomPolicy::with_overrides("calendar=open").is_err());
+    }
+
+    #[test]
+    fn conversation_rooms_accept_members_writes_and_platform_rooms_accept_none() {
+        let policy = RoomPolicy::default();
+        for writable in ["booking:42", "visit:7", "chat:a:b", "call:9", "topic:dogs", "vendor:3", "unlisted:1"] {
+            assert!(policy.may_publish(&room(writable)), "{writable}");
+        }
+        for read_only in ["user:alice", "calendar", "admin", "provider:p1", "presence:alice", "customer:c1"] {
+            assert!(!policy.may_publish(&room(read_only)), "{read_only}");
+        }
+    }
+
+    #[test]
+    fn publish_rules_are_configurable_beside_join_rules() {
+        let policy = RoomPolicy::with_overrides("calendar=auto/members, booking=granted/platform").expect("valid");
+        assert!(policy.may_publish(&room("calendar")));
+        assert!(!policy.may_publish(&room("booking:1")));
+        assert_eq!(policy.rule_for(&room("calendar")), RoomRule::AutoOnly);
+        assert!(RoomPolicy::with_overrides("calendar=auto/everyone").is_err());
+    }
+
+    #[test]
+    fn only_private_conversations_make_users_visible_to_each_other() {
+        let policy = RoomPolicy::default();
+        assert!(policy.is_private_conversation(&room("booking:1")));
+        assert!(policy.is_private_conversation(&room("chat:a:b")));
+        assert!(!policy.is_private_conversation(&room("topic:dogs")));
+        assert!(!policy.is_private_conversation(&room("calendar")));
     }
 
     #[test]

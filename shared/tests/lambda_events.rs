@@ -49,7 +49,7 @@ async fn the_fixture_token_is_signed_with_the_development_secret_the_test_config
 async fn authorizer_allows_a_valid_token_on_the_method_arn_with_the_identity_as_context() {
     let hub = Hub::new().await;
 
-    let response = authorizer::handle(&hub.deps, fixture("apigw-authorizer-request")).await.expect("a policy");
+    let response = authorizer::handle(&hub.deps.verifier, fixture("apigw-authorizer-request")).await.expect("a policy");
 
     assert!(authorizer::is_allowed(&response));
     assert_eq!(response.principal_id.as_deref(), Some("u-42"));
@@ -69,7 +69,7 @@ async fn authorizer_allows_a_valid_token_on_the_method_arn_with_the_identity_as_
 #[tokio::test]
 async fn the_authorizer_context_is_what_the_later_event_fixtures_carry() {
     let hub = Hub::new().await;
-    let response = authorizer::handle(&hub.deps, fixture("apigw-authorizer-request")).await.expect("a policy");
+    let response = authorizer::handle(&hub.deps.verifier, fixture("apigw-authorizer-request")).await.expect("a policy");
 
     // API Gateway forwards the context with every value stringified, plus `principalId`, and adds
     // `integrationLatency` on CONNECT only (reference §3). Our context is all strings already.
@@ -91,7 +91,7 @@ async fn authorizer_denies_an_expired_or_foreign_token_with_a_deny_policy_on_the
     let foreign = token_signed_with("some-other-platform-secret", past + 2 * 3600);
 
     for (label, token) in [("expired", expired.as_str()), ("foreign", foreign.as_str()), ("garbage", "not-a-jwt")] {
-        let response = authorizer::handle(&hub.deps, authorizer_request_with_token(Some(token))).await;
+        let response = authorizer::handle(&hub.deps.verifier, authorizer_request_with_token(Some(token))).await;
 
         // A Deny policy is how the handler refuses a presented but bad token: API Gateway answers 403.
         let response = response.unwrap_or_else(|e| panic!("{label}: a deny policy, not an error: {e}"));
@@ -106,7 +106,8 @@ async fn authorizer_denies_an_expired_or_foreign_token_with_a_deny_policy_on_the
 async fn authorizer_without_a_token_fails_with_exactly_unauthorized_so_api_gateway_answers_401() {
     let hub = Hub::new().await;
 
-    let error = authorizer::handle(&hub.deps, authorizer_request_with_token(None)).await.expect_err("no policy");
+    let error =
+        authorizer::handle(&hub.deps.verifier, authorizer_request_with_token(None)).await.expect_err("no policy");
 
     // The Lambda runtime reports the error through this conversion, and API Gateway turns exactly the message
     // `Unauthorized` into a 401 (reference §3); any other message would become a 500.

@@ -1,11 +1,10 @@
 use std::sync::Arc;
 
 use shared::config::Config;
-use shared::handlers::Deps;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init_lambda();
-    let deps = Deps::for_lambda(Config::from_env()?).await?;
+    let deps = shared::cloud::deps(Config::from_env()?).await?;
     lambda_http::run(shared::http::router(Arc::new(deps))).await
 }

@@ -1,16 +1,18 @@
 use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
 use lambda_runtime::{LambdaEvent, service_fn};
+use shared::auth::TokenVerifier;
 use shared::config::Config;
-use shared::handlers::{Deps, authorizer};
+use shared::handlers::authorizer;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::telemetry::init_lambda();
-    let deps = Deps::for_lambda(Config::from_env()?).await?;
-    let deps = &deps;
+    // The authorizer only verifies tokens: no store, pusher or queue client is built for it.
+    let verifier = TokenVerifier::new(&Config::from_env()?.jwt);
+    let verifier = &verifier;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| async move {
-            authorizer::handle(deps, event.payload).await
+            authorizer::handle(verifier, event.payload).await
         },
     ))
     .await

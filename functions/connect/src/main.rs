@@ -1,12 +1,12 @@
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use lambda_runtime::{LambdaEvent, service_fn};
 use shared::config::Config;
-use shared::handlers::{Deps, connect};
+use shared::handlers::connect;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::telemetry::init_lambda();
-    let deps = Deps::for_lambda(Config::from_env()?).await?;
+    let deps = shared::cloud::deps(Config::from_env()?).await?;
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
         connect::handle(deps, event.payload).await

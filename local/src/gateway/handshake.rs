@@ -98,7 +98,7 @@ pub(crate) async fn upgrade(
         let authorized = match events::authorizer_event(&ctx, &handshake, &invocation) {
             Ok((_, event)) => {
                 let deps = gateway.deps.clone();
-                tokio::spawn(async move { authorizer::handle(&deps, event).await }).await
+                tokio::spawn(async move { authorizer::handle(&deps.verifier, event).await }).await
             }
             Err(error) => {
                 tracing::error!(%error, "authorizer event has the wrong shape");

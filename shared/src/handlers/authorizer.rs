@@ -13,8 +13,7 @@ use aws_lambda_events::apigw::{
 use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
 use serde_json::Value;
 
-use super::Deps;
-use crate::auth::extract_token;
+use crate::auth::{TokenVerifier, extract_token};
 
 /// The authorizer refuses without a policy: API Gateway answers 401 and never calls `$connect`.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +26,7 @@ pub enum AuthorizerError {
 
 #[tracing::instrument(name = "authorizer", skip_all)]
 pub async fn handle(
-    deps: &Deps,
+    verifier: &TokenVerifier,
     request: ApiGatewayCustomAuthorizerRequestTypeRequest,
 ) -> Result<ApiGatewayCustomAuthorizerResponse, AuthorizerError> {
     let query: HashMap<String, String> = request
@@ -41,7 +40,7 @@ pub async fn handle(
         return Err(AuthorizerError::Unauthorized);
     };
     let resource = request.method_arn.clone().unwrap_or_default();
-    match deps.verifier.verify(&token) {
+    match verifier.verify(&token) {
         Ok(identity) => {
             tracing::info!(user_id = %identity.user_id, role = ?identity.role, ?source, "connect allowed");
             let context = identity.to_authorizer_context().into_iter().collect::<serde_json::Map<String, Value>>();

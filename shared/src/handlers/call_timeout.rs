@@ -1,5 +1,5 @@
 //! The `call-timeout` function's handler: it consumes the missed-call queue (messages sent by
-//! [`crate::schedule::SqsCallTimer`] when a call starts ringing, delayed by `CALL_RING_SECONDS`) and expires every
+//! [`crate::timer::sqs::SqsCallTimer`] when a call starts ringing, delayed by `CALL_RING_SECONDS`) and expires every
 //! call still ringing when its message arrives.
 //!
 //! The decision is [`calls::expire_if_unanswered`], a conditional write, so a call answered, rejected or ended in
@@ -13,7 +13,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt;
 
 use super::{Deps, HandlerError, calls};
-use crate::schedule::MissedCallCheck;
+use crate::timer::MissedCallCheck;
 
 /// Records checked at once. Each costs a few store calls and two small fan-outs; the template's batch size is 10.
 const CONCURRENCY: usize = 10;

@@ -3,40 +3,29 @@
 //!
 //! States: `initiating` → `ringing` → `accepted` → `in_progress` (first signal after acceptance) → `ended`; or
 //! `rejected`, `missed` (nobody answered within `CALL_RING_SECONDS`, or the recipient had no open connection).
-//! The missed-call check is scheduled through a [`CallTimer`]: a tokio task in the harness ([`InProcessCallTimer`]),
-//! a delayed SQS message in the cloud ([`crate::schedule::SqsCallTimer`], consumed by `functions/call-timeout`
-//! through [`super::call_timeout`]). Either way it ends in [`expire_if_unanswered`], and [`load_call`] expires an
-//! overdue ringing call on touch as well, so a lost or late timer only delays the `call:missed` frames.
-//!
-//! Why an SQS delay queue and not EventBridge Scheduler: each message carries its own delay (`DelaySeconds`, up to
-//! 15 minutes, which bounds `CALL_RING_SECONDS`), so one queue serves every call and nothing is created per call that
-//! must be deleted afterwards (a one-time schedule is a resource until it is cleaned up); a check that keeps failing
-//! lands in a dead-letter queue instead of vanishing; the consumer takes batches with per-record failure reports;
-//! and a message costs a fraction of a scheduler invocation. The price is at-least-once delivery, which costs
-//! nothing here because expiring a call is a conditional write.
+//! The missed-call check is scheduled through the [`crate::timer`] port and ends in [`expire_if_unanswered`];
+//! [`load_call`] expires an overdue ringing call on touch as well, so a lost or late timer only delays the
+//! `call:missed` frames.
 
 use std::sync::{Arc, OnceLock, Weak};
 
 use async_trait::async_trait;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::Deps;
 use super::caller::Caller;
-use super::chat::iso;
-use super::message::{ActionError, ActionResult};
+use super::errors::{ActionError, ActionResult, HandlerError};
 use super::notifications::{NotificationInput, notify_once};
 use super::presence::{partition_visible, set_status};
-use super::{Deps, HandlerError};
-use crate::ids::UserId;
-use crate::protocol::{ErrorCode, ServerFrame, events, parse_data};
+use crate::ids::{ConnectionId, UserId};
+use crate::protocol::payloads::{
+    CallAccepted, CallEnded, CallIncoming, CallMissed, CallRef, CallRejected, CallSignal, CallStarted, CallView,
+    InitiateCall, SignalRelayed, SignalRequest,
+};
+use crate::protocol::{ErrorCode, ServerFrame, events, timestamp};
 use crate::store::{BoxError, CallRecord, CallState, CallTransition, CallType, PresenceStatus, StoreError};
-
-/// Schedules the check that turns an unanswered call into a missed one.
-#[async_trait]
-pub trait CallTimer: Send + Sync + 'static {
-    async fn schedule_missed_check(&self, call_id: &str, after_seconds: u64) -> Result<(), BoxError>;
-}
+pub use crate::timer::{CallTimer, OnTouchCallTimer};
 
 /// The harness's timer: a tokio task per ringing call. Bound to the `Deps` it serves after they are built.
 #[derive(Default)]
@@ -52,18 +41,6 @@ impl InProcessCallTimer {
     /// Connects the timer to the handlers' dependencies; a weak reference, so the two do not keep each other alive.
     pub fn bind(&self, deps: &Arc<Deps>) {
         let _ = self.deps.set(Arc::downgrade(deps));
-    }
-}
-
-/// The Lambda functions' fallback timer when no missed-call queue is configured (`MISSED_CALL_QUEUE_URL` unset):
-/// schedules nothing. A Lambda cannot keep a task alive after it answers, so a ringing call past its ring time is
-/// expired the next time anyone touches it (see [`load_call`]), and both parties are told then.
-pub struct OnTouchCallTimer;
-
-#[async_trait]
-impl CallTimer for OnTouchCallTimer {
-    async fn schedule_missed_check(&self, _call_id: &str, _after_seconds: u64) -> Result<(), BoxError> {
-        Ok(())
     }
 }
 
@@ -89,22 +66,23 @@ impl CallTimer for InProcessCallTimer {
     }
 }
 
-fn call_json(call: &CallRecord) -> Value {
-    json!({
-        "callId": call.call_id,
-        "callerId": call.caller,
-        "recipientId": call.recipient,
-        "callType": call.call_type,
-        "visitId": call.visit_id,
-        "state": call.state,
-        "createdAt": iso(&call.created_at),
-        "answeredAt": call.answered_at.as_ref().map(iso),
-        "endedAt": call.ended_at.as_ref().map(iso),
-    })
+fn call_view(call: &CallRecord) -> CallView {
+    CallView {
+        call_id: call.call_id.clone(),
+        caller_id: call.caller.clone(),
+        recipient_id: call.recipient.clone(),
+        call_type: call.call_type,
+        visit_id: call.visit_id.clone(),
+        state: call.state,
+        created_at: timestamp(&call.created_at),
+        answered_at: call.answered_at.as_ref().map(timestamp),
+        ended_at: call.ended_at.as_ref().map(timestamp),
+        duration: None,
+    }
 }
 
 /// Sends a frame to every connection of the given users, except one connection (usually the sender's).
-async fn tell_users(deps: &Deps, users: &[&UserId], frame: &ServerFrame, except: Option<&crate::ids::ConnectionId>) {
+async fn tell_users(deps: &Deps, users: &[&UserId], frame: &ServerFrame, except: Option<&ConnectionId>) {
     let mut targets = Vec::new();
     for user in users {
         match deps.store.user_connections(user).await {
@@ -118,19 +96,9 @@ async fn tell_users(deps: &Deps, users: &[&UserId], frame: &ServerFrame, except:
     deps.deliver(targets, frame).await;
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct InitiateRequest {
-    recipient_id: String,
-    call_type: CallType,
-    #[serde(default)]
-    visit_id: Option<String>,
-}
-
 /// `call:initiate {recipientId, callType, visitId?}` → ack `{callId, state}`; `call:incoming` to every connection of
 /// the recipient.
-pub async fn initiate(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
-    let request: InitiateRequest = parse_data(data)?;
+pub async fn initiate(deps: &Deps, caller: &Caller, request: InitiateCall) -> ActionResult<CallStarted> {
     let recipient =
         UserId::parse(request.recipient_id).map_err(|_| ActionError::invalid("recipientId is not a valid user id"))?;
     let me = &caller.identity.user_id;
@@ -140,9 +108,9 @@ pub async fn initiate(deps: &Deps, caller: &Caller, data: Value) -> ActionResult
     if request.visit_id.as_ref().is_some_and(|v| v.is_empty() || v.len() > 128) {
         return Err(ActionError::invalid("visitId must be 1 to 128 characters"));
     }
-    let (visible, _) = partition_visible(deps, me, vec![recipient.clone()]).await?;
+    let (visible, _) = partition_visible(deps, &caller.identity, vec![recipient.clone()]).await?;
     if visible.is_empty() {
-        return Err(ActionError::forbidden("you can only call users you share a room with"));
+        return Err(ActionError::forbidden("you can only call users you share a conversation with"));
     }
     let now = chrono::Utc::now();
     let call = CallRecord {
@@ -162,20 +130,22 @@ pub async fn initiate(deps: &Deps, caller: &Caller, data: Value) -> ActionResult
     if recipient_connections.is_empty() {
         let missed = transition(deps, &call.call_id, &[CallState::Initiating], CallState::Missed).await?;
         announce_missed(deps, &missed).await?;
-        return Ok(json!({"callId": missed.call_id, "state": missed.state, "reason": "recipient is offline"}));
+        return Ok(CallStarted {
+            call_id: missed.call_id,
+            state: missed.state,
+            reason: Some("recipient is offline".to_owned()),
+        });
     }
     let ringing = transition(deps, &call.call_id, &[CallState::Initiating], CallState::Ringing).await?;
-    let incoming = ServerFrame::event(
-        events::CALL_INCOMING,
-        json!({
-            "callId": ringing.call_id,
-            "callerId": me,
-            "caller": caller.identity.profile(),
-            "callType": ringing.call_type,
-            "visitId": ringing.visit_id,
-            "ringSeconds": deps.config.call_ring_seconds,
-        }),
-    );
+    let incoming = CallIncoming {
+        call_id: ringing.call_id.clone(),
+        caller_id: me.clone(),
+        caller: caller.identity.profile(),
+        call_type: ringing.call_type,
+        visit_id: ringing.visit_id.clone(),
+        ring_seconds: deps.config.call_ring_seconds,
+    };
+    let incoming = ServerFrame::typed_event(events::CALL_INCOMING, &incoming);
     deps.deliver(recipient_connections.into_iter().map(|c| c.connection_id).collect(), &incoming).await;
     if let Err(error) = deps.call_timer.schedule_missed_check(&ringing.call_id, deps.config.call_ring_seconds).await {
         // Without the timer the call would ring forever: fail it now rather than leave it hanging.
@@ -184,17 +154,10 @@ pub async fn initiate(deps: &Deps, caller: &Caller, data: Value) -> ActionResult
         return Err(ActionError::new(ErrorCode::Internal, "could not start the call; try again"));
     }
     tracing::info!(call_id = %ringing.call_id, "call ringing");
-    Ok(json!({"callId": ringing.call_id, "state": ringing.state}))
+    Ok(CallStarted { call_id: ringing.call_id, state: ringing.state, reason: None })
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CallRequest {
-    call_id: String,
-}
-
-async fn load_call(deps: &Deps, caller: &Caller, data: Value) -> Result<CallRecord, ActionError> {
-    let request: CallRequest = parse_data(data)?;
+async fn load_call(deps: &Deps, caller: &Caller, request: CallRef) -> Result<CallRecord, ActionError> {
     let call = deps
         .store
         .get_call(&request.call_id)
@@ -234,42 +197,42 @@ async fn transition(deps: &Deps, call_id: &str, from: &[CallState], to: CallStat
 
 /// `call:accept {callId}` (recipient only) → ack with the call; `call:accepted` to the caller and to the recipient's
 /// other connections, so other devices stop ringing. Both parties become `in_call`.
-pub async fn accept(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
-    let call = load_call(deps, caller, data).await?;
+pub async fn accept(deps: &Deps, caller: &Caller, request: CallRef) -> ActionResult<CallView> {
+    let call = load_call(deps, caller, request).await?;
     if call.recipient != caller.identity.user_id {
         return Err(ActionError::forbidden("only the recipient can accept a call"));
     }
     let call = transition(deps, &call.call_id, &[CallState::Ringing], CallState::Accepted).await?;
-    let frame = ServerFrame::event(
-        events::CALL_ACCEPTED,
-        json!({"callId": call.call_id, "acceptedBy": caller.identity.user_id, "acceptedByConnection": caller.id()}),
-    );
+    let accepted = CallAccepted {
+        call_id: call.call_id.clone(),
+        accepted_by: caller.identity.user_id.clone(),
+        accepted_by_connection: caller.id().clone(),
+    };
+    let frame = ServerFrame::typed_event(events::CALL_ACCEPTED, &accepted);
     tell_users(deps, &[&call.caller, &call.recipient], &frame, Some(caller.id())).await;
     for user in [&call.caller, &call.recipient] {
         set_status(deps, user, PresenceStatus::InCall).await?;
     }
-    Ok(call_json(&call))
+    Ok(call_view(&call))
 }
 
 /// `call:reject {callId}` (recipient only) → `call:rejected` to the caller and the recipient's other connections.
-pub async fn reject(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
-    let call = load_call(deps, caller, data).await?;
+pub async fn reject(deps: &Deps, caller: &Caller, request: CallRef) -> ActionResult<CallView> {
+    let call = load_call(deps, caller, request).await?;
     if call.recipient != caller.identity.user_id {
         return Err(ActionError::forbidden("only the recipient can reject a call"));
     }
     let call = transition(deps, &call.call_id, &[CallState::Ringing], CallState::Rejected).await?;
-    let frame = ServerFrame::event(
-        events::CALL_REJECTED,
-        json!({"callId": call.call_id, "rejectedBy": caller.identity.user_id}),
-    );
+    let rejected = CallRejected { call_id: call.call_id.clone(), rejected_by: caller.identity.user_id.clone() };
+    let frame = ServerFrame::typed_event(events::CALL_REJECTED, &rejected);
     tell_users(deps, &[&call.caller, &call.recipient], &frame, Some(caller.id())).await;
-    Ok(call_json(&call))
+    Ok(call_view(&call))
 }
 
 /// `call:end {callId}` (either party) → `call:ended {callId, endedBy, duration}` to both parties' other connections.
 /// Ending a ringing call cancels it (duration 0). Both parties leave `in_call`.
-pub async fn end(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
-    let call = load_call(deps, caller, data).await?;
+pub async fn end(deps: &Deps, caller: &Caller, request: CallRef) -> ActionResult<CallView> {
+    let call = load_call(deps, caller, request).await?;
     let was_connected = matches!(call.state, CallState::Accepted | CallState::InProgress);
     let call = transition(
         deps,
@@ -282,34 +245,20 @@ pub async fn end(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
         (Some(answered), Some(ended)) => (ended - answered).num_seconds().max(0),
         _ => 0,
     };
-    let frame = ServerFrame::event(
-        events::CALL_ENDED,
-        json!({"callId": call.call_id, "endedBy": caller.identity.user_id, "duration": duration}),
-    );
+    let ended = CallEnded { call_id: call.call_id.clone(), ended_by: caller.identity.user_id.clone(), duration };
+    let frame = ServerFrame::typed_event(events::CALL_ENDED, &ended);
     tell_users(deps, &[&call.caller, &call.recipient], &frame, Some(caller.id())).await;
     if was_connected {
         for user in [&call.caller, &call.recipient] {
             set_status(deps, user, PresenceStatus::Online).await?;
         }
     }
-    let mut answer = call_json(&call);
-    if let Value::Object(map) = &mut answer {
-        map.insert("duration".to_owned(), json!(duration));
-    }
-    Ok(answer)
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct SignalRequest {
-    call_id: String,
-    payload: Value,
+    Ok(CallView { duration: Some(duration), ..call_view(&call) })
 }
 
 /// `call:signal {callId, payload}` → `call:signal {callId, from, payload}` to the other party's connections only.
 /// The first signal after acceptance moves the call to `in_progress`.
-pub async fn signal(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
-    let request: SignalRequest = parse_data(data)?;
+pub async fn signal(deps: &Deps, caller: &Caller, request: SignalRequest) -> ActionResult<SignalRelayed> {
     if request.payload.is_null() {
         return Err(ActionError::invalid("payload is required"));
     }
@@ -321,7 +270,7 @@ pub async fn signal(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
             format!("payload is {size} bytes; the limit is {max}"),
         ));
     }
-    let call = load_call(deps, caller, json!({"callId": request.call_id})).await?;
+    let call = load_call(deps, caller, CallRef { call_id: request.call_id }).await?;
     if !matches!(call.state, CallState::Ringing | CallState::Accepted | CallState::InProgress) {
         return Err(ActionError::new(
             ErrorCode::Conflict,
@@ -340,12 +289,10 @@ pub async fn signal(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
     let me = &caller.identity.user_id;
     let other = if &call.caller == me { &call.recipient } else { &call.caller };
     let connections = deps.store.user_connections(other).await?;
-    let frame = ServerFrame::event(
-        events::CALL_SIGNAL,
-        json!({"callId": call.call_id, "from": me, "payload": request.payload}),
-    );
+    let signal = CallSignal { call_id: call.call_id.clone(), from: me.clone(), payload: request.payload };
+    let frame = ServerFrame::typed_event(events::CALL_SIGNAL, &signal);
     let report = deps.deliver(connections.into_iter().map(|c| c.connection_id).collect(), &frame).await;
-    Ok(json!({"callId": call.call_id, "relayed": report.delivered.len()}))
+    Ok(SignalRelayed { call_id: call.call_id, relayed: report.delivered.len() as u64 })
 }
 
 /// Turns a call still ringing into a missed one and tells both parties. Called by the [`CallTimer`] when the ring
@@ -368,10 +315,13 @@ pub async fn expire_if_unanswered(deps: &Deps, call_id: &str) -> Result<(), Hand
 
 async fn announce_missed(deps: &Deps, call: &CallRecord) -> Result<(), HandlerError> {
     tracing::info!(call_id = %call.call_id, "call missed");
-    let frame = ServerFrame::event(
-        events::CALL_MISSED,
-        json!({"callId": call.call_id, "callerId": call.caller, "recipientId": call.recipient, "callType": call.call_type}),
-    );
+    let missed = CallMissed {
+        call_id: call.call_id.clone(),
+        caller_id: call.caller.clone(),
+        recipient_id: call.recipient.clone(),
+        call_type: call.call_type,
+    };
+    let frame = ServerFrame::typed_event(events::CALL_MISSED, &missed);
     tell_users(deps, &[&call.caller, &call.recipient], &frame, None).await;
     notify_missed(deps, call).await
 }

@@ -1,47 +1,45 @@
-//! `hello`, `room:join`, `room:leave`, and the access check every room action shares.
+//! `hello`, `room:join`, `room:leave`, `room:members`, and the two room checks every room action shares: who may
+//! read a room ([`check_access`]) and who may write into it ([`members_if_publisher`]).
 
 use std::collections::BTreeSet;
 
-use serde::Deserialize;
-use serde_json::{Value, json};
-
 use super::Deps;
 use super::caller::Caller;
-use super::message::{ActionError, ActionResult};
-use crate::protocol::{ErrorCode, ServerFrame, events, parse_data};
-use crate::rooms::{Access, JoinFacts, RoomName, RoomRule};
-use crate::store::HistoryQuery;
+use super::delivery::announce_user_left;
+use super::errors::{ActionError, ActionResult};
+use crate::auth::Identity;
+use crate::ids::{RoomName, UserId};
+use crate::protocol::payloads::{
+    Connected, Joined, Left, MembersPage, MembersRequest, Participant, RoomRequest, UserJoined,
+};
+use crate::protocol::{ErrorCode, ServerFrame, events, now};
+use crate::rooms::{Access, JoinFacts, RoomRule};
+use crate::store::{HistoryQuery, Member};
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RoomRequest {
-    room: String,
-}
+/// Most users listed in a `room:join` ack; `participantCount` gives the total and `room:members` pages the rest.
+/// 200 user ids of at most 128 characters stay far below API Gateway's 128 KB route-response limit.
+pub const MAX_JOIN_PARTICIPANTS: usize = 200;
 
 /// `hello`: the welcome API Gateway does not let `$connect` send.
-pub async fn hello(deps: &Deps, caller: &Caller) -> ActionResult {
+pub async fn hello(deps: &Deps, caller: &Caller) -> ActionResult<Connected> {
     let rooms = deps.store.connection_rooms(caller.id()).await?;
-    Ok(json!({
-        "connectionId": caller.id(),
-        "user": caller.identity.profile(),
-        "rooms": rooms,
-        "serverTime": super::now_iso(),
-    }))
+    Ok(Connected { connection_id: caller.id().clone(), user: caller.identity.profile(), rooms, server_time: now() })
 }
 
-/// Decides whether the caller may read and join `room`, answering `NOT_FOUND` for a granted room nobody holds a
-/// grant on (the platform never opened it) and `FORBIDDEN` otherwise.
-pub async fn check_access(deps: &Deps, caller: &Caller, room: &RoomName) -> Result<(), ActionError> {
-    let auto = deps.config.role_rooms.auto_rooms(&caller.identity);
+/// Decides whether `identity` may read and join `room`: the one access check of the socket and the HTTP API.
+/// A granted room nobody holds a grant on (the platform never opened it) answers `NOT_FOUND` ("Booking not found"),
+/// any other refusal `FORBIDDEN`.
+pub async fn check_access(deps: &Deps, identity: &Identity, room: &RoomName) -> Result<(), ActionError> {
+    let auto = deps.config.role_rooms.auto_rooms(identity);
     let policy = &deps.config.room_policy;
-    match policy.check_join(&caller.identity, &auto, room, JoinFacts::default()) {
+    match policy.check_join(identity, &auto, room, JoinFacts::default()) {
         Access::Allowed => Ok(()),
         Access::Denied if policy.rule_for(room) == RoomRule::Presence => {
             Err(ActionError::forbidden(format!("subscribe to presence with presence:subscribe, not by joining {room}")))
         }
         Access::Denied => Err(ActionError::forbidden(format!("Unauthorized: you may not join {room}"))),
         Access::NeedsGrant => {
-            if deps.store.is_granted(room, &caller.identity.user_id).await? {
+            if deps.store.is_granted(room, &identity.user_id).await? {
                 Ok(())
             } else if deps.store.room_grants(room).await?.is_empty() {
                 Err(ActionError::not_found(format!("{} not found", describe(room))))
@@ -62,110 +60,101 @@ fn describe(room: &RoomName) -> String {
     }
 }
 
-/// Rooms whose joins and leaves are announced to the other members.
-pub fn announces_membership(deps: &Deps, room: &RoomName) -> bool {
-    matches!(deps.config.room_policy.rule_for(room), RoomRule::Granted | RoomRule::Pair | RoomRule::Public)
-}
-
-/// `room:join {room}` → ack `{room, joined, participants, lastSeq}`; `room:userJoined` to the other members when
-/// the user was not already there through another connection.
-pub async fn join(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
-    let request: RoomRequest = parse_data(data)?;
+/// `room:join {room}` → ack [`Joined`]; `room:userJoined` to the other members when the user was not already there
+/// through another connection. A connection may be in at most `MAX_ROOMS_PER_CONNECTION` rooms.
+pub async fn join(deps: &Deps, caller: &Caller, request: RoomRequest) -> ActionResult<Joined> {
     let room = RoomName::parse(request.room)?;
-    check_access(deps, caller, &room).await?;
+    check_access(deps, &caller.identity, &room).await?;
+
+    let max_rooms = deps.config.limits.max_rooms_per_connection;
+    let current = deps.store.connection_rooms(caller.id()).await?;
+    if !current.contains(&room) && current.len() >= max_rooms {
+        return Err(ActionError::new(
+            ErrorCode::RateLimited,
+            format!("a connection may be in at most {max_rooms} rooms; leave one first"),
+        ));
+    }
 
     let user = &caller.identity.user_id;
     let before = deps.store.room_members(&room).await?;
     let user_was_present = before.iter().any(|m| &m.user_id == user);
     let joined = deps.store.join_room(&caller.connection, &room).await?;
-    if announces_membership(deps, &room) {
+    let announces = deps.config.room_policy.announces_membership(&room);
+    if announces {
         deps.store.record_participation(user, &room).await?;
     }
     tracing::info!(room = %room, joined, "room join");
 
-    if joined && !user_was_present && announces_membership(deps, &room) {
-        let frame = ServerFrame::room_event(
-            events::ROOM_USER_JOINED,
-            room.as_str(),
-            None,
-            json!({"room": room, "userId": user, "user": caller.identity.profile()}),
-        );
-        let others = before.iter().map(|m| m.connection_id.clone()).collect();
-        deps.deliver(others, &frame).await;
+    if joined && !user_was_present && announces {
+        let joined_event = UserJoined { room: room.clone(), user_id: user.clone(), user: caller.identity.profile() };
+        let frame = ServerFrame::typed_room_event(events::ROOM_USER_JOINED, room.as_str(), &joined_event);
+        deps.deliver(before.iter().map(|m| m.connection_id.clone()).collect(), &frame).await;
     }
 
-    let mut participants: BTreeSet<&str> = before.iter().map(|m| m.user_id.as_str()).collect();
-    participants.insert(user.as_str());
-    let last_seq =
-        deps.store.history(&room, HistoryQuery::Latest { limit: 1 }).await?.last().map(|e| e.seq).unwrap_or(0);
-    Ok(json!({
-        "room": room,
-        "joined": joined,
-        "participants": participants.into_iter().map(|id| json!({"userId": id})).collect::<Vec<_>>(),
-        "lastSeq": last_seq,
-    }))
+    let mut users: BTreeSet<&UserId> = before.iter().map(|m| &m.user_id).collect();
+    users.insert(user);
+    let participant_count = users.len() as u64;
+    let participants =
+        users.into_iter().take(MAX_JOIN_PARTICIPANTS).map(|id| Participant { user_id: id.clone() }).collect();
+    Ok(Joined { room: room.clone(), joined, participants, participant_count, last_seq: last_seq(deps, &room).await? })
 }
 
-/// `room:leave {room}` → ack `{room, left}`; `room:userLeft` to the others when no connection of the user remains.
-pub async fn leave(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
-    let request: RoomRequest = parse_data(data)?;
+/// The room's latest durable `seq`, 0 before anything was stored.
+pub async fn last_seq(deps: &Deps, room: &RoomName) -> Result<u64, ActionError> {
+    Ok(deps.store.history(room, HistoryQuery::Latest { limit: 1 }).await?.last().map(|e| e.seq).unwrap_or(0))
+}
+
+/// `room:leave {room}` → ack [`Left`]; `room:userLeft` to the others when no connection of the user remains.
+pub async fn leave(deps: &Deps, caller: &Caller, request: RoomRequest) -> ActionResult<Left> {
     let room = RoomName::parse(request.room)?;
     if room == RoomName::for_user(&caller.identity.user_id) {
         return Err(ActionError::new(ErrorCode::Forbidden, "a connection cannot leave its own user room"));
     }
     let left = deps.store.leave_room(caller.id(), &room).await?;
     tracing::info!(room = %room, left, "room leave");
-    if left && announces_membership(deps, &room) {
-        let members = deps.store.room_members(&room).await?;
-        if !members.iter().any(|m| m.user_id == caller.identity.user_id) {
-            let frame = ServerFrame::room_event(
-                events::ROOM_USER_LEFT,
-                room.as_str(),
-                None,
-                json!({"room": room, "userId": caller.identity.user_id}),
-            );
-            deps.deliver(members.into_iter().map(|m| m.connection_id).collect(), &frame).await;
-        }
+    if left {
+        announce_user_left(deps, &room, &caller.identity.user_id, None, Vec::new()).await?;
     }
-    Ok(json!({"room": room, "left": left}))
+    Ok(Left { room, left })
 }
 
-/// `room:members {room, cursor?, limit?}` → ack `{room, participants, nextCursor}`: one page of the users in a
-/// room the caller may join.
-pub async fn members(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
-    let request: crate::protocol::payloads::MembersRequest = parse_data(data)?;
+/// `room:members {room, cursor?, limit?}` → ack [`MembersPage`]: one page of the users in a room the caller may
+/// join, in connection order.
+pub async fn members(deps: &Deps, caller: &Caller, request: MembersRequest) -> ActionResult<MembersPage> {
     let room = RoomName::parse(request.room)?;
     let max = deps.config.limits.max_page;
     let limit = request.limit.unwrap_or(max.min(50));
     if limit == 0 || limit > max {
         return Err(ActionError::invalid(format!("limit must be between 1 and {max}")));
     }
-    check_access(deps, caller, &room).await?;
+    check_access(deps, &caller.identity, &room).await?;
     let mut members = deps.store.room_members(&room).await?;
     members.sort();
     let start = match &request.cursor {
         Some(cursor) => members.partition_point(|m| m.connection_id.as_str() <= cursor.as_str()),
         None => 0,
     };
-    let page: Vec<_> = members.iter().skip(start).take(limit as usize).collect();
+    let page: Vec<&Member> = members.iter().skip(start).take(limit as usize).collect();
     let next_cursor =
         if start + page.len() < members.len() { page.last().map(|m| m.connection_id.to_string()) } else { None };
-    let mut users: Vec<&str> = page.iter().map(|m| m.user_id.as_str()).collect();
-    users.dedup();
-    Ok(json!({
-        "room": room,
-        "participants": users.into_iter().map(|id| json!({"userId": id})).collect::<Vec<_>>(),
-        "nextCursor": next_cursor,
-    }))
+    let mut seen = BTreeSet::new();
+    let participants = page
+        .into_iter()
+        .filter(|m| seen.insert(&m.user_id))
+        .map(|m| Participant { user_id: m.user_id.clone() })
+        .collect();
+    Ok(MembersPage { room, participants, next_cursor })
 }
 
-/// Fails with `FORBIDDEN` unless the caller's connection is in the room. Returns the room's members, which the
-/// caller usually needs next for fan-out, so membership costs no extra query.
-pub async fn members_if_joined(
-    deps: &Deps,
-    caller: &Caller,
-    room: &RoomName,
-) -> Result<Vec<crate::store::Member>, ActionError> {
+/// The write check of every client write into a room (`message:send`, `typing:*`, `message:read`): the room's
+/// publish rule must let members write, and the caller's connection must be in the room. Returns the room's members,
+/// which the caller needs next for fan-out, so the check costs no extra query.
+pub async fn members_if_publisher(deps: &Deps, caller: &Caller, room: &RoomName) -> Result<Vec<Member>, ActionError> {
+    if !deps.config.room_policy.may_publish(room) {
+        return Err(ActionError::forbidden(format!(
+            "{room} is written by the platform only; clients cannot post there"
+        )));
+    }
     let members = deps.store.room_members(room).await?;
     if members.iter().any(|m| &m.connection_id == caller.id()) {
         Ok(members)

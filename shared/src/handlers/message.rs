@@ -5,62 +5,16 @@
 //! an `error` event on failure, so mistakes are never silent.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::caller::{Caller, caller_of, response};
-use super::{Deps, HandlerError, calls, chat, membership, notifications, presence};
+use super::errors::{ActionError, ActionResult, HandlerError};
+use super::{Deps, calls, chat, membership, notifications, presence};
+use crate::protocol::payloads::Pong;
 use crate::protocol::{
-    Action, ClientFrame, ErrorBody, ErrorCode, ProtocolError, ServerFrame, events, parse_client_frame,
+    Action, ClientFrame, ErrorBody, ErrorCode, ServerFrame, events, now, parse_client_frame, parse_data, to_data,
 };
-use crate::store::StoreError;
-
-/// Why an action failed: the client's mistake (answered with its code) or ours (answered `INTERNAL`, logged).
-#[derive(Debug, thiserror::Error)]
-pub enum ActionError {
-    #[error("{}", .0.message)]
-    Client(ErrorBody),
-    #[error(transparent)]
-    Internal(#[from] HandlerError),
-}
-
-impl ActionError {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ActionError::Client(ErrorBody::new(code, message))
-    }
-
-    pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::Forbidden, message)
-    }
-
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::NotFound, message)
-    }
-
-    pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::InvalidData, message)
-    }
-}
-
-impl From<ProtocolError> for ActionError {
-    fn from(error: ProtocolError) -> Self {
-        ActionError::Client(error.to_error_body())
-    }
-}
-
-impl From<StoreError> for ActionError {
-    fn from(error: StoreError) -> Self {
-        ActionError::Internal(HandlerError::Store(error))
-    }
-}
-
-impl From<crate::rooms::RoomError> for ActionError {
-    fn from(error: crate::rooms::RoomError) -> Self {
-        Self::new(ErrorCode::InvalidRoom, error.to_string())
-    }
-}
-
-/// What an action answers: the ack's `data`, or, for `hello` without an id, an event instead.
-pub type ActionResult = Result<Value, ActionError>;
 
 #[tracing::instrument(name = "message", skip_all, fields(connection_id, user_id, action))]
 pub async fn handle(
@@ -95,40 +49,45 @@ pub async fn handle(
     Ok(reply(id, outcome, is_hello))
 }
 
-async fn dispatch(deps: &Deps, caller: &Caller, frame: ClientFrame) -> ActionResult {
+async fn dispatch(deps: &Deps, caller: &Caller, frame: ClientFrame) -> ActionResult<Value> {
     let ClientFrame { action, data, .. } = frame;
     match action {
-        Action::Hello => membership::hello(deps, caller).await,
-        Action::Ping => Ok(json!({"pong": true, "time": crate::handlers::now_iso()})),
-        Action::RoomJoin => membership::join(deps, caller, data).await,
-        Action::RoomLeave => membership::leave(deps, caller, data).await,
-        Action::RoomMembers => membership::members(deps, caller, data).await,
+        Action::Hello => ack(membership::hello(deps, caller).await),
+        Action::Ping => ack(Ok(Pong { pong: true, time: now() })),
         Action::AuthRefresh => {
             Err(ActionError::new(ErrorCode::UnknownAction, "auth:refresh is not available on this server yet"))
         }
-        Action::MessageSend => chat::send(deps, caller, data).await,
-        Action::MessageHistory => chat::history(deps, caller, data).await,
-        Action::MessageRead => chat::read(deps, caller, data).await,
-        Action::TypingStart => chat::typing(deps, caller, data, events::TYPING_START).await,
-        Action::TypingStop => chat::typing(deps, caller, data, events::TYPING_STOP).await,
-        Action::PresenceSet => presence::set(deps, caller, data).await,
-        Action::PresenceGet => presence::get(deps, caller, data).await,
-        Action::PresenceSubscribe => presence::subscribe(deps, caller, data).await,
-        Action::PresenceUnsubscribe => presence::unsubscribe(deps, caller, data).await,
-        Action::NotificationList => notifications::list(deps, caller, data).await,
-        Action::NotificationRead => notifications::read(deps, caller, data).await,
-        Action::NotificationUnreadCount => notifications::unread_count(deps, caller).await,
-        Action::CallInitiate => calls::initiate(deps, caller, data).await,
-        Action::CallAccept => calls::accept(deps, caller, data).await,
-        Action::CallReject => calls::reject(deps, caller, data).await,
-        Action::CallEnd => calls::end(deps, caller, data).await,
-        Action::CallSignal => calls::signal(deps, caller, data).await,
+        Action::RoomJoin => ack(membership::join(deps, caller, parse_data(data)?).await),
+        Action::RoomLeave => ack(membership::leave(deps, caller, parse_data(data)?).await),
+        Action::RoomMembers => ack(membership::members(deps, caller, parse_data(data)?).await),
+        Action::MessageSend => ack(chat::send(deps, caller, parse_data(data)?).await),
+        Action::MessageHistory => ack(chat::history(deps, caller, parse_data(data)?).await),
+        Action::MessageRead => ack(chat::read(deps, caller, parse_data(data)?).await),
+        Action::TypingStart => ack(chat::typing(deps, caller, parse_data(data)?, events::TYPING_START).await),
+        Action::TypingStop => ack(chat::typing(deps, caller, parse_data(data)?, events::TYPING_STOP).await),
+        Action::PresenceSet => ack(presence::set(deps, caller, parse_data(data)?).await),
+        Action::PresenceGet => ack(presence::get(deps, caller, parse_data(data)?).await),
+        Action::PresenceSubscribe => ack(presence::subscribe(deps, caller, parse_data(data)?).await),
+        Action::PresenceUnsubscribe => ack(presence::unsubscribe(deps, caller, parse_data(data)?).await),
+        Action::NotificationList => ack(notifications::list(deps, caller, parse_data(data)?).await),
+        Action::NotificationRead => ack(notifications::read(deps, caller, parse_data(data)?).await),
+        Action::NotificationUnreadCount => ack(notifications::unread_count(deps, caller).await),
+        Action::CallInitiate => ack(calls::initiate(deps, caller, parse_data(data)?).await),
+        Action::CallAccept => ack(calls::accept(deps, caller, parse_data(data)?).await),
+        Action::CallReject => ack(calls::reject(deps, caller, parse_data(data)?).await),
+        Action::CallEnd => ack(calls::end(deps, caller, parse_data(data)?).await),
+        Action::CallSignal => ack(calls::signal(deps, caller, parse_data(data)?).await),
     }
+}
+
+/// An action's typed answer as the ack's `data`.
+fn ack(outcome: ActionResult<impl Serialize>) -> ActionResult<Value> {
+    outcome.map(|answer| to_data(&answer))
 }
 
 /// Turns an action's outcome into the route response. Internal failures are logged here, once, with their cause;
 /// the client only learns that it was our fault.
-fn reply(id: Option<String>, outcome: ActionResult, is_hello: bool) -> ApiGatewayProxyResponse {
+fn reply(id: Option<String>, outcome: ActionResult<Value>, is_hello: bool) -> ApiGatewayProxyResponse {
     let frame = match (outcome, id) {
         (Ok(data), Some(id)) => Some(ServerFrame::ack_ok(Some(id), data)),
         (Ok(data), None) if is_hello => Some(ServerFrame::event(events::CONNECTED, data)),

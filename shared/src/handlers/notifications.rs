@@ -2,15 +2,17 @@
 //! any of the user's connections. Unread counts come from the store, which keeps them exact under retries.
 
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::Deps;
 use super::caller::Caller;
-use super::chat::iso;
-use super::message::{ActionError, ActionResult};
-use super::{Deps, HandlerError};
-use crate::ids::UserId;
-use crate::protocol::{ServerFrame, events, parse_data};
-use crate::rooms::RoomName;
+use super::errors::{ActionError, ActionResult, HandlerError};
+use crate::ids::{RoomName, UserId};
+use crate::protocol::payloads::{
+    ListNotifications, NewNotification, NotificationPage, NotificationView, NotificationsRead, ReadNotifications,
+    UnreadCount,
+};
+use crate::protocol::{ServerFrame, events, timestamp};
 use crate::store::{Notification, NotificationQuery, NotificationSelector};
 
 const MAX_TITLE_CHARS: usize = 200;
@@ -44,16 +46,16 @@ impl NotificationInput {
 }
 
 /// The wire form of a stored notification.
-pub fn notification_json(n: &Notification) -> Value {
-    json!({
-        "id": n.id,
-        "title": n.title,
-        "message": n.message,
-        "kind": n.kind,
-        "data": n.data,
-        "read": n.read,
-        "createdAt": iso(&n.created_at),
-    })
+pub fn notification_view(n: &Notification) -> NotificationView {
+    NotificationView {
+        id: n.id.clone(),
+        title: n.title.clone(),
+        message: n.message.clone(),
+        kind: n.kind.clone(),
+        data: n.data.clone(),
+        read: n.read,
+        created_at: timestamp(&n.created_at),
+    }
 }
 
 /// Stores one notification per user and pushes `notification:new` (with the new unread count) to each user's room.
@@ -96,81 +98,52 @@ pub async fn notify_once(
     if !deps.store.add_notification(&notification).await? {
         return Ok(None);
     }
-    let unread = deps.store.unread_notifications(user).await?;
-    let mut payload = notification_json(&notification);
-    if let Value::Object(map) = &mut payload {
-        map.insert("unreadCount".to_owned(), json!(unread));
-    }
-    let frame = ServerFrame::event(events::NOTIFICATION_NEW, payload);
+    let unread_count = deps.store.unread_notifications(user).await?;
+    let payload = NewNotification { notification: notification_view(&notification), unread_count };
+    let frame = ServerFrame::typed_event(events::NOTIFICATION_NEW, &payload);
     let targets = deps.store.room_members(&RoomName::for_user(user)).await?;
     deps.deliver(targets.into_iter().map(|m| m.connection_id).collect(), &frame).await;
     Ok(Some(notification))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ListRequest {
-    #[serde(default)]
-    unread_only: bool,
-    #[serde(default)]
-    before: Option<String>,
-    #[serde(default)]
-    limit: Option<u32>,
-}
-
-/// `notification:list {unreadOnly?, before?, limit?}` → ack `{notifications, unreadCount, nextBefore}`, newest first.
-pub async fn list(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
-    let request: ListRequest = parse_data(data)?;
-    list_for(deps, &caller.identity.user_id, request.unread_only, request.before, request.limit).await
+/// `notification:list {unreadOnly?, before?, limit?}` → ack [`NotificationPage`], newest first.
+pub async fn list(deps: &Deps, caller: &Caller, request: ListNotifications) -> ActionResult<NotificationPage> {
+    list_for(deps, &caller.identity.user_id, request).await
 }
 
 /// Shared by the socket action and `GET /me/notifications`.
-pub async fn list_for(
-    deps: &Deps,
-    user: &UserId,
-    unread_only: bool,
-    before: Option<String>,
-    limit: Option<u32>,
-) -> ActionResult {
+pub async fn list_for(deps: &Deps, user: &UserId, request: ListNotifications) -> ActionResult<NotificationPage> {
     let max = deps.config.limits.max_page;
-    let limit = limit.unwrap_or(20);
+    let limit = request.limit.unwrap_or(20);
     if limit == 0 || limit > max {
         return Err(ActionError::invalid(format!("limit must be between 1 and {max}")));
     }
-    let query = NotificationQuery { unread_only, before_id: before, limit: limit + 1 };
+    let query = NotificationQuery {
+        unread_only: request.unread_only.unwrap_or(false),
+        before_id: request.before,
+        limit: limit + 1,
+    };
     let mut items = deps.store.list_notifications(user, &query).await?;
     let has_more = items.len() > limit as usize;
     items.truncate(limit as usize);
     let next_before = if has_more { items.last().map(|n| n.id.clone()) } else { None };
-    Ok(json!({
-        "notifications": items.iter().map(notification_json).collect::<Vec<_>>(),
-        "unreadCount": deps.store.unread_notifications(user).await?,
-        "nextBefore": next_before,
-    }))
+    Ok(NotificationPage {
+        notifications: items.iter().map(notification_view).collect(),
+        unread_count: deps.store.unread_notifications(user).await?,
+        next_before,
+    })
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ReadRequest {
-    #[serde(default)]
-    pub notification_id: Option<String>,
-    #[serde(default)]
-    pub notification_ids: Option<Vec<String>>,
-    #[serde(default)]
-    pub all: bool,
-}
-
-/// `notification:read {notificationId | notificationIds | all: true}` → ack `{updated, unreadCount}`.
-pub async fn read(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
-    let request: ReadRequest = parse_data(data)?;
+/// `notification:read {notificationId | notificationIds | all: true}` → ack [`NotificationsRead`].
+pub async fn read(deps: &Deps, caller: &Caller, request: ReadNotifications) -> ActionResult<NotificationsRead> {
     read_for(deps, &caller.identity.user_id, request).await
 }
 
 /// Shared by the socket action and `POST /me/notifications/read`.
-pub async fn read_for(deps: &Deps, user: &UserId, request: ReadRequest) -> ActionResult {
-    let selector = match (request.notification_id, request.notification_ids, request.all) {
+pub async fn read_for(deps: &Deps, user: &UserId, request: ReadNotifications) -> ActionResult<NotificationsRead> {
+    let selector = match (request.notification_id, request.notification_ids, request.all.unwrap_or(false)) {
         (None, None, true) => NotificationSelector::All,
-        (Some(id), None, false) => NotificationSelector::Ids(vec![id]),
+        (Some(id), None, false) if !id.trim().is_empty() => NotificationSelector::Ids(vec![id]),
         (None, Some(ids), false) if !ids.is_empty() && ids.len() <= MAX_READ_IDS => NotificationSelector::Ids(ids),
         _ => {
             return Err(ActionError::invalid(format!(
@@ -179,10 +152,10 @@ pub async fn read_for(deps: &Deps, user: &UserId, request: ReadRequest) -> Actio
         }
     };
     let updated = deps.store.mark_notifications_read(user, &selector).await?;
-    Ok(json!({"updated": updated, "unreadCount": deps.store.unread_notifications(user).await?}))
+    Ok(NotificationsRead { updated, unread_count: deps.store.unread_notifications(user).await? })
 }
 
-/// `notification:unreadCount` → ack `{unreadCount}`.
-pub async fn unread_count(deps: &Deps, caller: &Caller) -> ActionResult {
-    Ok(json!({"unreadCount": deps.store.unread_notifications(&caller.identity.user_id).await?}))
+/// `notification:unreadCount` → ack [`UnreadCount`].
+pub async fn unread_count(deps: &Deps, caller: &Caller) -> ActionResult<UnreadCount> {
+    Ok(UnreadCount { unread_count: deps.store.unread_notifications(&caller.identity.user_id).await? })
 }

@@ -4,22 +4,21 @@
 //! all their connections and is stored apart from the connections themselves. Subscribers of a user are the members
 //! of the room `presence:{user}`, so a status change is one room fan-out.
 //!
-//! Visibility rule: a user's presence is visible to themselves and to users who share a room with them — a room
-//! either holds a grant on or has taken part in, or a room both are connected to right now. Personal (`user:`) and
-//! presence rooms do not count.
+//! Visibility rule: a user's presence is visible to themselves and to users they share a private conversation with
+//! now: a granted room (`booking:`, `visit:`…) both may enter today, or a `chat:a:b` pair in which the other user
+//! has written or is connected. Public topics, role rooms and rooms left long ago do not count, so joining a busy
+//! topic reveals nobody. The same rule decides who may call whom ([`super::calls`]).
 
 use std::collections::HashSet;
 
-use serde::Deserialize;
-use serde_json::{Value, json};
-
+use super::Deps;
 use super::caller::Caller;
-use super::chat::iso;
-use super::message::{ActionError, ActionResult};
-use super::{Deps, HandlerError};
-use crate::ids::UserId;
-use crate::protocol::{ServerFrame, events, parse_data};
-use crate::rooms::RoomName;
+use super::errors::{ActionError, ActionResult, HandlerError};
+use crate::auth::Identity;
+use crate::ids::{RoomName, UserId};
+use crate::protocol::payloads::{Presence, Presences, SetPresence, Subscribed, Unsubscribed, UsersRequest};
+use crate::protocol::{ServerFrame, events, timestamp};
+use crate::rooms::RoomRule;
 use crate::store::{PresenceRecord, PresenceStatus};
 
 const MAX_USERS_PER_REQUEST: usize = 50;
@@ -67,40 +66,31 @@ pub async fn set_status(deps: &Deps, user: &UserId, status: PresenceStatus) -> R
     announce(deps, user, presence_payload(user, Some(&record), online)).await
 }
 
-fn presence_payload(user: &UserId, stored: Option<&PresenceRecord>, online: bool) -> Value {
+fn presence_payload(user: &UserId, stored: Option<&PresenceRecord>, online: bool) -> Presence {
     let status = match (online, stored.map(|p| p.status)) {
         (false, _) => PresenceStatus::Offline,
         (true, Some(PresenceStatus::Offline) | None) => PresenceStatus::Online,
         (true, Some(status)) => status,
     };
-    json!({
-        "userId": user,
-        "status": status.as_str(),
-        "customStatus": stored.and_then(|p| p.custom_status.clone()),
-        "lastSeen": stored.map(|p| iso(&p.last_seen)),
-        "online": online,
-    })
+    Presence {
+        user_id: user.clone(),
+        status,
+        custom_status: stored.and_then(|p| p.custom_status.clone()),
+        last_seen: stored.map(|p| timestamp(&p.last_seen)),
+        online,
+    }
 }
 
-async fn announce(deps: &Deps, user: &UserId, payload: Value) -> Result<(), HandlerError> {
+async fn announce(deps: &Deps, user: &UserId, payload: Presence) -> Result<(), HandlerError> {
     let room = RoomName::presence_of(user);
     let subscribers = deps.store.room_members(&room).await?;
-    let frame = ServerFrame::room_event(events::PRESENCE_CHANGED, room.as_str(), None, payload);
+    let frame = ServerFrame::typed_room_event(events::PRESENCE_CHANGED, room.as_str(), &payload);
     deps.deliver(subscribers.into_iter().map(|m| m.connection_id).collect(), &frame).await;
     Ok(())
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct SetRequest {
-    status: String,
-    #[serde(default)]
-    custom_status: Option<String>,
-}
-
 /// `presence:set {status, customStatus?}` with status online, away, busy or in_call → ack with the new presence.
-pub async fn set(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
-    let request: SetRequest = parse_data(data)?;
+pub async fn set(deps: &Deps, caller: &Caller, request: SetPresence) -> ActionResult<Presence> {
     let status = PresenceStatus::parse(&request.status)
         .filter(|s| *s != PresenceStatus::Offline)
         .ok_or_else(|| ActionError::invalid("status must be one of online, away, busy, in_call"))?;
@@ -116,14 +106,7 @@ pub async fn set(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
     Ok(payload)
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct UsersRequest {
-    user_ids: Vec<String>,
-}
-
-fn parse_users(data: Value) -> Result<Vec<UserId>, ActionError> {
-    let request: UsersRequest = parse_data(data)?;
+fn parse_users(request: UsersRequest) -> Result<Vec<UserId>, ActionError> {
     if request.user_ids.is_empty() || request.user_ids.len() > MAX_USERS_PER_REQUEST {
         return Err(ActionError::invalid(format!("userIds must hold 1 to {MAX_USERS_PER_REQUEST} ids")));
     }
@@ -139,32 +122,75 @@ fn parse_users(data: Value) -> Result<Vec<UserId>, ActionError> {
     Ok(users)
 }
 
-/// Rooms that make two users visible to each other.
-async fn shared_rooms_of(deps: &Deps, user: &UserId) -> Result<HashSet<RoomName>, HandlerError> {
-    let mut rooms: HashSet<RoomName> = deps.store.user_rooms(user).await?.into_iter().collect();
-    for connection in deps.store.user_connections(user).await? {
-        rooms.extend(deps.store.connection_rooms(&connection.connection_id).await?);
+/// The private conversations `viewer` may enter now: the candidates for sharing one with someone else. Revoked
+/// grants leave participation records behind, so every granted room is checked against today's grants (or the
+/// viewer's token).
+async fn conversations_of(deps: &Deps, viewer: &Identity) -> Result<Vec<RoomName>, HandlerError> {
+    let policy = &deps.config.room_policy;
+    let mut rooms = deps.store.user_rooms(&viewer.user_id).await?;
+    rooms.extend(viewer.rooms.iter().cloned());
+    rooms.sort();
+    rooms.dedup();
+    let mut current = Vec::new();
+    for room in rooms.into_iter().filter(|room| policy.is_private_conversation(room)) {
+        let may_enter = match policy.rule_for(&room) {
+            RoomRule::Pair => room.ids().any(|id| id == viewer.user_id.as_str()),
+            _ => viewer.rooms.contains(&room) || deps.store.is_granted(&room, &viewer.user_id).await?,
+        };
+        if may_enter {
+            current.push(room);
+        }
     }
-    rooms.retain(|room| !matches!(room.kind(), "user" | "presence"));
-    Ok(rooms)
+    Ok(current)
 }
 
-/// Splits `users` into those the caller may see and those it may not.
+/// Whether `user` shares one of `viewer`'s current conversations: holds a grant on the granted room or is connected
+/// to it, or is the other side of a chat pair in which they have written or are connected. A pair room alone is not
+/// enough, since anyone may open `chat:me:you` with anyone.
+async fn shares_one(
+    deps: &Deps,
+    conversations: &[RoomName],
+    viewer: &UserId,
+    user: &UserId,
+) -> Result<bool, HandlerError> {
+    let policy = &deps.config.room_policy;
+    for room in conversations {
+        let candidate = match policy.rule_for(room) {
+            RoomRule::Pair => room.ids().any(|id| id == user.as_str()),
+            _ => true,
+        };
+        if !candidate {
+            continue;
+        }
+        let connected = deps.store.room_members(room).await?.iter().any(|m| &m.user_id == user);
+        let shared = connected
+            || match policy.rule_for(room) {
+                RoomRule::Pair => deps.store.count_unread(room, 0, viewer).await? > 0,
+                _ => deps.store.is_granted(room, user).await?,
+            };
+        if shared {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Splits `users` into those `viewer` may see (and call) and those it may not.
 pub async fn partition_visible(
     deps: &Deps,
-    viewer: &UserId,
+    viewer: &Identity,
     users: Vec<UserId>,
 ) -> Result<(Vec<UserId>, Vec<UserId>), HandlerError> {
-    let viewer_rooms = shared_rooms_of(deps, viewer).await?;
+    let conversations = conversations_of(deps, viewer).await?;
     let (mut visible, mut hidden) = (Vec::new(), Vec::new());
     for user in users {
-        let sees = &user == viewer || !shared_rooms_of(deps, &user).await?.is_disjoint(&viewer_rooms);
+        let sees = user == viewer.user_id || shares_one(deps, &conversations, &viewer.user_id, &user).await?;
         if sees { visible.push(user) } else { hidden.push(user) }
     }
     Ok((visible, hidden))
 }
 
-async fn presences(deps: &Deps, users: &[UserId]) -> Result<Vec<Value>, HandlerError> {
+async fn presences(deps: &Deps, users: &[UserId]) -> Result<Vec<Presence>, HandlerError> {
     let stored = deps.store.get_presence(users).await?;
     let mut out = Vec::with_capacity(users.len());
     for user in users {
@@ -174,29 +200,29 @@ async fn presences(deps: &Deps, users: &[UserId]) -> Result<Vec<Value>, HandlerE
     Ok(out)
 }
 
-/// `presence:get {userIds}` → ack `{presences, forbidden}`.
-pub async fn get(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
-    let users = parse_users(data)?;
-    let (visible, hidden) = partition_visible(deps, &caller.identity.user_id, users).await?;
-    Ok(json!({"presences": presences(deps, &visible).await?, "forbidden": hidden}))
+/// `presence:get {userIds}` → ack [`Presences`].
+pub async fn get(deps: &Deps, caller: &Caller, request: UsersRequest) -> ActionResult<Presences> {
+    let users = parse_users(request)?;
+    let (visible, hidden) = partition_visible(deps, &caller.identity, users).await?;
+    Ok(Presences { presences: presences(deps, &visible).await?, forbidden: hidden })
 }
 
-/// `presence:subscribe {userIds}` → ack `{subscribed, forbidden, presences}`; later changes arrive as
-/// `presence:changed`.
-pub async fn subscribe(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
-    let users = parse_users(data)?;
-    let (visible, hidden) = partition_visible(deps, &caller.identity.user_id, users).await?;
+/// `presence:subscribe {userIds}` → ack [`Subscribed`]; later changes arrive as `presence:changed`.
+pub async fn subscribe(deps: &Deps, caller: &Caller, request: UsersRequest) -> ActionResult<Subscribed> {
+    let users = parse_users(request)?;
+    let (visible, hidden) = partition_visible(deps, &caller.identity, users).await?;
     for user in &visible {
         deps.store.join_room(&caller.connection, &RoomName::presence_of(user)).await?;
     }
-    Ok(json!({"subscribed": visible, "forbidden": hidden, "presences": presences(deps, &visible).await?}))
+    let presences = presences(deps, &visible).await?;
+    Ok(Subscribed { subscribed: visible, forbidden: hidden, presences })
 }
 
-/// `presence:unsubscribe {userIds}` → ack `{unsubscribed}`.
-pub async fn unsubscribe(deps: &Deps, caller: &Caller, data: Value) -> ActionResult {
-    let users = parse_users(data)?;
+/// `presence:unsubscribe {userIds}` → ack [`Unsubscribed`].
+pub async fn unsubscribe(deps: &Deps, caller: &Caller, request: UsersRequest) -> ActionResult<Unsubscribed> {
+    let users = parse_users(request)?;
     for user in &users {
         deps.store.leave_room(caller.id(), &RoomName::presence_of(user)).await?;
     }
-    Ok(json!({"unsubscribed": users}))
+    Ok(Unsubscribed { unsubscribed: users })
 }

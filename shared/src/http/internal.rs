@@ -10,14 +10,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::errors::{ApiError, ApiJson, ApiPath, ErrorEnvelope};
+use crate::handlers::Deps;
+use crate::handlers::delivery::{announce_user_left, prune};
 use crate::handlers::emit::{self, EmitReport, EmitRequest};
-use crate::handlers::{Deps, disconnect};
 use crate::ids::{ConnectionId, UserId};
-use crate::protocol::{ServerFrame, events};
 use crate::push::PushError;
 use crate::rooms::{RoomName, RoomRule};
 
@@ -106,16 +106,7 @@ pub async fn revoke(
         }
         removed += removed_here.len();
         // The remaining members learn the user left; the user's own connections learn they were removed.
-        let frame = ServerFrame::room_event(
-            events::ROOM_USER_LEFT,
-            room.as_str(),
-            None,
-            json!({"room": room, "userId": user, "reason": "revoked"}),
-        );
-        let mut targets: Vec<ConnectionId> =
-            deps.store.room_members(&room).await?.into_iter().map(|m| m.connection_id).collect();
-        targets.extend(removed_here);
-        deps.deliver(targets, &frame).await;
+        announce_user_left(&deps, &room, user, Some("revoked"), removed_here).await?;
     }
     tracing::info!(room = %room, n_users = users.len(), removed, "revoked");
     Ok(Json(MembersResponse { room: room.to_string(), users: names(&users), removed_connections: removed }))
@@ -221,7 +212,7 @@ pub async fn force_disconnect(
     let was_stale = match deps.pusher.disconnect(&connection).await {
         Ok(()) => false,
         Err(PushError::Gone) => {
-            disconnect::prune(&deps, &connection).await;
+            prune(&deps, &connection).await;
             true
         }
         Err(error) => {

@@ -8,6 +8,7 @@ use utoipa::{Modify, OpenApi};
 use super::{client, errors, internal};
 use crate::handlers::emit;
 use crate::handlers::notifications::NotificationInput;
+use crate::protocol::payloads;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -38,16 +39,16 @@ use crate::handlers::notifications::NotificationInput;
         internal::MembersResponse,
         internal::RoomInfo,
         internal::DisconnectResponse,
-        client::HistoryEntry,
-        client::HistoryPage,
+        payloads::HistoryEntry,
+        payloads::HistoryPage,
         client::Conversation,
         client::Conversations,
         client::ReadRequest,
         client::ReadResponse,
-        client::NotificationPage,
-        client::NotificationView,
+        payloads::NotificationPage,
+        payloads::NotificationView,
         client::NotificationReadRequest,
-        client::NotificationReadResponse,
+        payloads::NotificationsRead,
         client::Me,
     )),
     modifiers(&SecuritySchemes),

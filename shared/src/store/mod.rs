@@ -7,15 +7,14 @@
 //! physical layout. Operations that touch several items and must stay consistent (allocating a room sequence number,
 //! marking notifications read together with the unread counter, call transitions) are atomic in every adapter.
 
-use std::fmt;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ids::{ConnectionId, UserId};
-use crate::rooms::RoomName;
+use crate::ids::{ConnectionId, RoomName, UserId};
+// The call and presence vocabularies are the wire's; records hold them as clients see them.
+pub use crate::protocol::{CallState, CallType, PresenceStatus};
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod contract;
@@ -147,32 +146,6 @@ pub struct Stats {
     pub total_messages: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PresenceStatus {
-    Online,
-    Away,
-    Busy,
-    InCall,
-    Offline,
-}
-
-impl PresenceStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PresenceStatus::Online => "online",
-            PresenceStatus::Away => "away",
-            PresenceStatus::Busy => "busy",
-            PresenceStatus::InCall => "in_call",
-            PresenceStatus::Offline => "offline",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        [Self::Online, Self::Away, Self::Busy, Self::InCall, Self::Offline].into_iter().find(|s| s.as_str() == raw)
-    }
-}
-
 /// The status a user chose, stored independently of whether they are connected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PresenceRecord {
@@ -209,66 +182,6 @@ pub struct NotificationQuery {
 pub enum NotificationSelector {
     All,
     Ids(Vec<String>),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CallState {
-    Initiating,
-    Ringing,
-    Accepted,
-    InProgress,
-    Ended,
-    Rejected,
-    Missed,
-    Failed,
-}
-
-impl CallState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CallState::Initiating => "initiating",
-            CallState::Ringing => "ringing",
-            CallState::Accepted => "accepted",
-            CallState::InProgress => "in_progress",
-            CallState::Ended => "ended",
-            CallState::Rejected => "rejected",
-            CallState::Missed => "missed",
-            CallState::Failed => "failed",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        [
-            Self::Initiating,
-            Self::Ringing,
-            Self::Accepted,
-            Self::InProgress,
-            Self::Ended,
-            Self::Rejected,
-            Self::Missed,
-            Self::Failed,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == raw)
-    }
-
-    pub fn is_final(self) -> bool {
-        matches!(self, CallState::Ended | CallState::Rejected | CallState::Missed | CallState::Failed)
-    }
-}
-
-impl fmt::Display for CallState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CallType {
-    Audio,
-    Video,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

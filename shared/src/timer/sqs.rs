@@ -1,10 +1,6 @@
 //! The cloud adapter of the [`CallTimer`] port: a missed-call check is one message on the missed-call SQS queue,
 //! delayed by the ring time (`DelaySeconds`), which `functions/call-timeout` receives and hands to
-//! [`crate::handlers::call_timeout`].
-//!
-//! This module owns the queue message's shape ([`MissedCallCheck`]), so the sender and the consumer cannot drift
-//! apart. It deliberately knows nothing about what a missed call is: that is
-//! [`crate::handlers::calls::expire_if_unanswered`], and the harness's tokio timer calls the same function.
+//! `handlers::call_timeout`. It deliberately knows nothing about what a missed call is.
 
 use std::time::Duration;
 
@@ -13,21 +9,9 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::SdkError;
 use aws_sdk_sqs::operation::send_message::SendMessageError;
 use aws_smithy_types::timeout::TimeoutConfig;
-use serde::{Deserialize, Serialize};
 
-use crate::handlers::calls::CallTimer;
+use super::{CallTimer, MAX_DELAY_SECONDS, MissedCallCheck};
 use crate::store::BoxError;
-
-/// The longest delay SQS gives a single message (15 minutes); `CALL_RING_SECONDS` may not exceed it.
-pub const MAX_DELAY_SECONDS: u64 = 900;
-
-/// The body of a missed-call message: `{"callId": "..."}`. Nothing else is needed, because the call record in the
-/// store is the truth about whether the call was answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MissedCallCheck {
-    pub call_id: String,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
