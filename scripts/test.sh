@@ -57,14 +57,15 @@ cargo test -p tests --features shared/test-util --test e2e dynamo_costs -- --noc
 
 # The TypeScript client (clients/js): its Node tests start the harness binary, and its browser test drives Debian's
 # Chromium (browser builds that npm tools download cannot be fetched here).
-step "bellhop-client: Chromium, npm ci, tsc --noEmit, build (bundle size), node:test against the harness"
+step "bellhop-client: Chromium, npm ci, build (bundle size), tsc --noEmit, node:test against the harness"
 if ! command -v chromium >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
     || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } \
     || status=1
 fi
 cargo build -p local || status=1
+# The build comes first: the tests import the built package by its name, so they are type-checked against dist/.
 # Chained with &&: errexit does not apply inside a command list that ends in `||`.
-(cd clients/js && npm ci --no-audit --no-fund && npx tsc --noEmit -p tsconfig.json && npm run build && npm test) \
+(cd clients/js && npm ci --no-audit --no-fund && npm run build && npx tsc --noEmit -p tsconfig.json && npm test) \
   || status=1
 exit "$status"

@@ -14,15 +14,24 @@ import { BellhopError } from './errors.js';
 import { Room, RoomEntry, type RoomOptions } from './room.js';
 import type {
   AckOf,
+  Args,
   Handler,
-  RequestOf,
   SeqStorage,
   State,
   StateReason,
   WebSocketConstructor,
   WebSocketLike,
 } from './types.js';
-import type { AckFrame, EventFrame, EventMeta } from './wire.js';
+import type {
+  ActionMap,
+  CallView,
+  EventMap,
+  NotificationsRead,
+  Presence,
+  ServerFrame,
+  SignalRelayed,
+} from './generated/protocol.js';
+import type { EventMeta } from './wire.js';
 
 export interface ClientOptions {
   /** The WebSocket URL, stage included: `wss://abc.execute-api.eu-west-1.amazonaws.com/prod`. */
@@ -62,11 +71,11 @@ export interface ClientOptions {
 /** See `Client.call`. */
 export interface CallHandle {
   readonly callId: string;
-  accept(): Promise<any>;
-  reject(): Promise<any>;
-  end(): Promise<any>;
+  accept(): Promise<CallView>;
+  reject(): Promise<CallView>;
+  end(): Promise<CallView>;
   /** Relays a WebRTC payload to the other party, who gets `call:signal {callId, from, payload}`. */
-  signal(payload: unknown): Promise<any>;
+  signal(payload: unknown): Promise<SignalRelayed>;
   on(what: 'incoming' | 'accepted' | 'rejected' | 'ended' | 'missed' | 'signal', handler: (data: any) => void): () => void;
   /** Removes this handle's listeners. */
   dispose(): void;
@@ -107,7 +116,7 @@ interface Pending {
 
 const OPEN = 1;
 
-export class Client<A = any, E = any> {
+export class Client<A = ActionMap, E = EventMap> {
   /** The current connection state. */
   state: State = 'disconnected';
   /** The hub's id for the current connection (from `hello`), or `undefined` while not connected. */
@@ -125,7 +134,7 @@ export class Client<A = any, E = any> {
   /** @internal */ readonly rooms = new Map<string, RoomEntry>();
   /** @internal */ readonly presenceRefs = new Map<string, number>();
   /** The latest presence seen per user. */
-  readonly presences = new Map<string, unknown>();
+  readonly presences = new Map<string, Presence>();
 
   private readonly WebSocketImpl: WebSocketConstructor;
   private ws: WebSocketLike | null = null;
@@ -189,7 +198,7 @@ export class Client<A = any, E = any> {
    * idempotent actions wait in the queue (the timeout runs meanwhile); others reject with `DISCONNECTED`.
    * `message:send` gets a `clientMsgId` when it has none, so a retry is never stored twice.
    */
-  request<K extends keyof A & string>(action: K, data: RequestOf<A, K>, options?: RequestOptions): Promise<AckOf<A, K>> {
+  request<K extends keyof A & string>(action: K, ...[data, options]: Args<A, K, RequestOptions>): Promise<AckOf<A, K>> {
     let payload: any = data;
     if (action === 'message:send' && payload && !payload.clientMsgId) payload = { ...payload, clientMsgId: randomId() };
     return this.ask(action, payload, options?.timeoutMs, false);
@@ -199,7 +208,7 @@ export class Client<A = any, E = any> {
    * Fire-and-forget: no id, no ack (failures arrive as an `error` event). Never queued: returns false when there
    * is no connection to send on, which is what volatile actions such as typing want.
    */
-  send<K extends keyof A & string>(action: K, data: RequestOf<A, K>): boolean {
+  send<K extends keyof A & string>(action: K, ...[data]: Args<A, K>): boolean {
     if (this.state !== 'connected') return false;
     return this.write(JSON.stringify({ action, data }));
   }
@@ -208,13 +217,14 @@ export class Client<A = any, E = any> {
    * A handle on a room, joined on first use and re-joined after every reconnect. Handles are reference-counted:
    * two components asking for the same room share one join, and the room is left when the last handle leaves.
    */
-  room(name: string, options?: RoomOptions): Room<A, E> {
+  room(name: string, options?: RoomOptions): Room<E> {
     let entry = this.rooms.get(name);
     if (!entry) {
       entry = new RoomEntry(this, name);
       this.rooms.set(name, entry);
     }
-    return new Room<A, E>(this, entry, options);
+    // Rooms speak Bellhop's own actions, whatever action map the application typed the client with.
+    return new Room<E>(this as unknown as Client, entry, options);
   }
 
   /**
@@ -222,11 +232,14 @@ export class Client<A = any, E = any> {
    * handler gets each user's current presence first (as soon as it is known), then every change. Returns the function
    * that unsubscribes.
    */
-  subscribePresence(userIds: string[], handler: (presence: any) => void): () => void {
-    const off = this.events.on('presence:changed', (data: { userId?: string }) => {
-      if (userIds.includes(data?.userId as string)) handler(data);
+  subscribePresence(userIds: string[], handler: (presence: Presence) => void): () => void {
+    const off = this.events.on('presence:changed', (data: Presence) => {
+      if (userIds.includes(data?.userId)) handler(data);
     });
-    for (const id of userIds) if (this.presences.has(id)) handler(this.presences.get(id));
+    for (const id of userIds) {
+      const known = this.presences.get(id);
+      if (known) handler(known);
+    }
     const fresh = userIds.filter((id) => {
       const refs = this.presenceRefs.get(id) ?? 0;
       this.presenceRefs.set(id, refs + 1);
@@ -259,7 +272,7 @@ export class Client<A = any, E = any> {
    */
   call(callId: string): CallHandle {
     const offs: Array<() => void> = [];
-    const act = (action: string, extra?: object) => this.request(action as any, { callId, ...extra } as any);
+    const act = (action: string, extra?: object) => this.ask(action, { callId, ...extra }, undefined, false);
     return {
       callId,
       accept: () => act('call:accept'),
@@ -278,8 +291,8 @@ export class Client<A = any, E = any> {
   }
 
   /** Marks notifications read (all of them without ids); `unread` follows the new count. */
-  readNotifications(ids?: string[]): Promise<AckOf<A, 'notification:read' & keyof A>> {
-    return this.request('notification:read' as any, (ids ? { notificationIds: ids } : { all: true }) as any);
+  readNotifications(ids?: string[]): Promise<NotificationsRead> {
+    return this.ask('notification:read', ids ? { notificationIds: ids } : { all: true }, undefined, false);
   }
 
   /** Opens the connection if it is not open or opening. Called by the constructor unless `autoConnect: false`. */
@@ -340,7 +353,7 @@ export class Client<A = any, E = any> {
   /** @internal */
   deliver(event: string, data: unknown, meta: EventMeta): void {
     if (event === 'notification:new') this.setUnread((data as { unreadCount?: number })?.unreadCount);
-    if (event === 'presence:changed') this.presences.set((data as { userId: string }).userId, data);
+    if (event === 'presence:changed') this.presences.set((data as Presence).userId, data as Presence);
     this.events.emit(event, data, meta);
     if (meta.room) this.rooms.get(meta.room)?.events.emit(event, data, meta);
   }
@@ -400,7 +413,7 @@ export class Client<A = any, E = any> {
   /** `hello`, then the rooms and presence subscriptions back, then `connected` and the queue. */
   private async greet(ws: WebSocketLike): Promise<void> {
     try {
-      const welcome = await this.ask('hello', undefined, this.options.connectTimeoutMs, true);
+      const welcome: AckOf<ActionMap, 'hello'> = await this.ask('hello', undefined, this.options.connectTimeoutMs, true);
       if (ws !== this.ws) return;
       this.connectionId = welcome?.connectionId;
       const joins = [...this.rooms.values()].filter((e) => e.refs > 0).map((e) => e.join());
@@ -422,14 +435,14 @@ export class Client<A = any, E = any> {
   /** The ack carries the current presences: they are delivered as `presence:changed`, like every later change. */
   private subscribeUsers(userIds: string[]): void {
     this.ask('presence:subscribe', { userIds }, undefined, true)
-      .then((ack) => {
-        for (const presence of ack?.presences ?? []) this.deliver('presence:changed', presence, { recovered: false });
+      .then((ack: AckOf<ActionMap, 'presence:subscribe'>) => {
+        for (const presence of ack.presences) this.deliver('presence:changed', presence, { recovered: false });
       })
       .catch(() => {});
   }
 
   private receive(text: string): void {
-    let frame: AckFrame | EventFrame;
+    let frame: ServerFrame;
     try {
       frame = JSON.parse(text);
     } catch {

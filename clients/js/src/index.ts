@@ -9,7 +9,7 @@
  * ```
  */
 import { Client, type ClientOptions } from './client.js';
-import type { ActionMap, EventMap } from './protocol-types.js';
+import type { ActionMap, EventMap } from './generated/protocol.js';
 
 export { Client } from './client.js';
 export { randomId } from './id.js';
@@ -18,12 +18,13 @@ export { BellhopError } from './errors.js';
 export { Room } from './room.js';
 export type { RoomEvents, RoomHandler, RoomOptions } from './room.js';
 export type * from './types.js';
-export type { EventMeta, HistoryEntry } from './wire.js';
-export type { ActionMap, EventMap };
+export type { EventMeta } from './wire.js';
+/** Every request, ack and event payload of the protocol, generated from the hub's Rust types. */
+export type * from './generated/protocol.js';
 
 /**
- * Creates a client and (unless `autoConnect: false`) connects it. Type parameters: the action map and the event map;
- * extend `EventMap` with the events your services emit.
+ * Creates a client and (unless `autoConnect: false`) connects it. Type parameters: the action map and the event map,
+ * Bellhop's own by default; add the events your services emit with `EventMap & { 'appointment:created': ... }`.
  */
 export function createClient<A = ActionMap, E = EventMap>(options: ClientOptions): Client<A, E> {
   return new Client<A, E>(options);

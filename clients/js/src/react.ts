@@ -7,18 +7,19 @@
  */
 import { createContext, createElement, type ReactNode, useContext, useEffect, useRef, useState, useSyncExternalStore } from 'react';
 import type { Client } from './client.js';
+import type { ActionMap, EventMap, Presence } from './generated/protocol.js';
 import type { Room, RoomOptions } from './room.js';
 import type { State } from './types.js';
 import type { EventMeta } from './wire.js';
 
-const BellhopContext = createContext<Client | null>(null);
+const BellhopContext = createContext<Client<any, any> | null>(null);
 
 export function BellhopProvider(props: { client: Client<any, any>; children?: ReactNode }) {
   return createElement(BellhopContext.Provider, { value: props.client }, props.children);
 }
 
 /** The provided client and its connection state (re-rendering on every change). */
-export function useBellhop<A = any, E = any>(): { client: Client<A, E>; state: State } {
+export function useBellhop<A = ActionMap, E = EventMap>(): { client: Client<A, E>; state: State } {
   const client = useContext(BellhopContext);
   if (!client) throw new Error('bellhop-client/react: wrap the tree in <BellhopProvider client={client}>');
   const state = useSyncExternalStore(
@@ -30,9 +31,9 @@ export function useBellhop<A = any, E = any>(): { client: Client<A, E>; state: S
 }
 
 /** A handle on `name` while the component is mounted (`null` before the first effect, or without a name). */
-export function useRoom<A = any, E = any>(name: string | null | undefined, options?: RoomOptions): Room<A, E> | null {
-  const { client } = useBellhop<A, E>();
-  const [room, setRoom] = useState<Room<A, E> | null>(null);
+export function useRoom<E = EventMap>(name: string | null | undefined, options?: RoomOptions): Room<E> | null {
+  const { client } = useBellhop<ActionMap, E>();
+  const [room, setRoom] = useState<Room<E> | null>(null);
   const recover = options?.recover ?? false;
   useEffect(() => {
     if (!name) return;
@@ -44,7 +45,7 @@ export function useRoom<A = any, E = any>(name: string | null | undefined, optio
 }
 
 /** Calls `handler` for hub event `event` (only those addressed to `room`, when given) while mounted. */
-export function useEvent<E = any, K extends keyof E & string = keyof E & string>(
+export function useEvent<E = EventMap, K extends keyof E & string = keyof E & string>(
   event: K,
   handler: (data: E[K], meta: EventMeta) => void,
   room?: string,
@@ -64,13 +65,13 @@ export function useEvent<E = any, K extends keyof E & string = keyof E & string>
 }
 
 /** The presence of `userIds` by user id, kept current through `presence:subscribe` while mounted. */
-export function usePresence<P = any>(userIds: string[]): Record<string, P> {
+export function usePresence(userIds: string[]): Record<string, Presence> {
   const { client } = useBellhop();
   const key = [...userIds].sort().join('\n');
-  const [presences, setPresences] = useState<Record<string, P>>({});
+  const [presences, setPresences] = useState<Record<string, Presence>>({});
   useEffect(() => {
     if (!key) return;
-    return client.subscribePresence(key.split('\n'), (presence: P & { userId: string }) =>
+    return client.subscribePresence(key.split('\n'), (presence) =>
       setPresences((previous) => ({ ...previous, [presence.userId]: presence })),
     );
   }, [client, key]);

@@ -11,8 +11,9 @@
 import type { Client } from './client.js';
 import { Emitter } from './emitter.js';
 import type { BellhopError } from './errors.js';
-import type { AckOf, Gap, RequestOf } from './types.js';
-import type { EventFrame, EventMeta, HistoryPage } from './wire.js';
+import type { EventMap, HistoryPage, Joined, MessagesRead, SendMessage, Sent } from './generated/protocol.js';
+import type { Gap } from './types.js';
+import type { EventFrame, EventMeta } from './wire.js';
 
 export interface RoomOptions {
   /** Fetch missed durable events after reconnects (and after reloads, with the client's `storage`). */
@@ -23,7 +24,7 @@ export interface RoomOptions {
 export interface RoomEvents {
   gap: Gap;
   /** Every successful join and re-join, with the join's ack. */
-  joined: unknown;
+  joined: Joined;
   /** A join or re-join was refused (`FORBIDDEN`, `NOT_FOUND`…). */
   denied: BellhopError;
 }
@@ -55,11 +56,11 @@ export class RoomEntry {
   private buffer: EventFrame[] = [];
   private joined = false;
   private leaveTimer: ReturnType<typeof setTimeout> | undefined;
-  readonly ready: Promise<unknown>;
-  private settle!: { resolve: (ack: unknown) => void; reject: (error: BellhopError) => void };
+  readonly ready: Promise<Joined>;
+  private settle!: { resolve: (ack: Joined) => void; reject: (error: BellhopError) => void };
 
   constructor(
-    private readonly client: Client,
+    private readonly client: Client<any, any>,
     readonly name: string,
   ) {
     this.ready = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
@@ -96,11 +97,11 @@ export class RoomEntry {
         const stored = Number(await storage.getItem(this.key()));
         if (stored > 0) this.last = stored;
       }
-      const ack = await this.client.ask('room:join', { room: this.name }, undefined, true);
+      const ack: Joined = await this.client.ask('room:join', { room: this.name }, undefined, true);
       this.joined = true;
       this.settle.resolve(ack);
       this.events.emit('joined', ack);
-      await this.catchUp(Number(ack?.lastSeq) || 0);
+      await this.catchUp(ack.lastSeq);
     } catch (error) {
       const code = (error as BellhopError).code;
       if (code !== 'DISCONNECTED' && code !== 'CLOSED' && code !== 'TIMEOUT') {
@@ -249,10 +250,10 @@ export class RoomEntry {
  * A component's handle on a room. Listeners added through it are removed by `leave()`, and the room is left when its
  * last handle leaves.
  */
-export class Room<A = any, E = any> {
+export class Room<E = EventMap> {
   readonly name: string;
   /** Resolves with the first join's ack; rejects when that join is refused. */
-  readonly ready: Promise<AckOf<A, 'room:join' & keyof A>>;
+  readonly ready: Promise<Joined>;
   private readonly offs: Array<() => void> = [];
   private left = false;
   private typingSentAt = 0;
@@ -260,12 +261,12 @@ export class Room<A = any, E = any> {
 
   /** @internal */
   constructor(
-    private readonly client: Client<A, E>,
+    private readonly client: Client,
     private readonly entry: RoomEntry,
     options?: RoomOptions,
   ) {
     this.name = entry.name;
-    this.ready = entry.ready as Promise<AckOf<A, 'room:join' & keyof A>>;
+    this.ready = entry.ready;
     entry.acquire(options?.recover ?? false);
   }
 
@@ -282,20 +283,16 @@ export class Room<A = any, E = any> {
   }
 
   /** `message:send` with a `clientMsgId`, so the offline queue and retries never store it twice. Stops typing. */
-  async send(
-    content: string,
-    extra?: Omit<RequestOf<A, 'message:send' & keyof A>, 'room' | 'content'>,
-  ): Promise<AckOf<A, 'message:send' & keyof A>> {
+  async send(content: string, extra?: Omit<SendMessage, 'room' | 'content'>): Promise<Sent> {
     this.stopTyping();
-    const ack: any = await (this.client as Client).request('message:send', { room: this.name, content, ...extra });
-    this.entry.sent(ack?.message?.seq);
+    const ack: Sent = await this.client.request('message:send', { room: this.name, content, ...extra });
+    this.entry.sent(ack.message.seq);
     return ack;
   }
 
   /** Marks the room read up to `seq` (default: the last `seq` seen): a read receipt for the other members. */
-  markRead(seq?: number): Promise<AckOf<A, 'message:read' & keyof A>> {
-    const data = { room: this.name, seq: seq ?? this.entry.last ?? 0 };
-    return (this.client as Client).request('message:read', data) as Promise<AckOf<A, 'message:read' & keyof A>>;
+  markRead(seq?: number): Promise<MessagesRead> {
+    return this.client.request('message:read', { room: this.name, seq: seq ?? this.entry.last ?? 0 });
   }
 
   /**
@@ -304,7 +301,7 @@ export class Room<A = any, E = any> {
    */
   startTyping(): void {
     const now = Date.now();
-    if (now - this.typingSentAt >= TYPING_REPEAT_MS && (this.client as Client).send('typing:start', { room: this.name })) {
+    if (now - this.typingSentAt >= TYPING_REPEAT_MS && this.client.send('typing:start', { room: this.name })) {
       this.typingSentAt = now;
     }
     clearTimeout(this.typingTimer);
@@ -313,7 +310,7 @@ export class Room<A = any, E = any> {
 
   stopTyping(): void {
     clearTimeout(this.typingTimer);
-    if (this.typingSentAt) (this.client as Client).send('typing:stop', { room: this.name });
+    if (this.typingSentAt) this.client.send('typing:stop', { room: this.name });
     this.typingSentAt = 0;
   }
 

@@ -10,6 +10,11 @@ export type RequestOf<A, K extends keyof A> = A[K] extends { request: infer R } 
 /** The ack data type of an action. */
 export type AckOf<A, K extends keyof A> = A[K] extends { ack: infer R } ? R : never;
 
+/** The arguments after the action's name: its data (optional for actions without any), then `More`. */
+export type Args<A, K extends keyof A, More = never> = [RequestOf<A, K>] extends [undefined]
+  ? [data?: undefined, ...more: [More] extends [never] ? [] : [options?: More]]
+  : [data: RequestOf<A, K>, ...more: [More] extends [never] ? [] : [options?: More]];
+
 /** Connection states. `connected` means the socket is open, `hello` was answered and every room re-joined. */
 export type State = 'connecting' | 'connected' | 'reconnecting' | 'disconnected' | 'closed';
 

@@ -140,7 +140,7 @@ export function within<T>(
 }
 
 /** Waits until `check()` holds, re-checking whenever `client` reports anything. */
-export function until(client: Client, what: string, check: () => boolean, ms = 10_000): Promise<void> {
+export function until(client: Client<any, any>, what: string, check: () => boolean, ms = 10_000): Promise<void> {
   return within(ms, what, (resolve) => {
     if (check()) return resolve();
     const timer = setInterval(() => {
@@ -159,7 +159,7 @@ export function until(client: Client, what: string, check: () => boolean, ms = 1
 }
 
 /** The next `state` change to `to` (whose reason the test inspects). */
-export function nextState(client: Client, to: string, ms = 10_000) {
+export function nextState(client: Client<any, any>, to: string, ms = 10_000) {
   return within<{ from: string; to: string; reason: any }>(ms, `state ${to}`, (resolve) => {
     const off = client.on('state', (change) => {
       if (change.to === to) {
@@ -171,7 +171,7 @@ export function nextState(client: Client, to: string, ms = 10_000) {
 }
 
 /** The next hub event `name` (optionally matching `filter`). */
-export function nextEvent<T = any>(client: Client, name: string, filter: (data: any) => boolean = () => true, ms = 10_000) {
+export function nextEvent<T = any>(client: Client<any, any>, name: string, filter: (data: any) => boolean = () => true, ms = 10_000) {
   return within<{ data: T; meta: any }>(ms, `event ${name}`, (resolve) => {
     const off = client.on(name, (data: any, meta: any) => {
       if (filter(data)) {
@@ -183,7 +183,7 @@ export function nextEvent<T = any>(client: Client, name: string, filter: (data: 
 }
 
 /** Collects hub events `name` into an array. */
-export function collect(client: Client, name: string): Array<{ data: any; meta: any }> {
+export function collect(client: Client<any, any>, name: string): Array<{ data: any; meta: any }> {
   const seen: Array<{ data: any; meta: any }> = [];
   client.on(name, (data: any, meta: any) => seen.push({ data, meta }));
   return seen;
