@@ -53,8 +53,8 @@ describe('reconnecting', () => {
     await withTimeout(client.ready(), 10_000, 'connected');
     const changes = collect(client, 'state');
     const id = client.connectionId;
-    // Eight heartbeats span more than twice the idle limit.
-    await until(client, 'eight heartbeats', () => wire.count('ping') >= 8, 20_000);
+    // Fifteen heartbeats 300 ms apart span more than twice the 2 s idle limit.
+    await until(client, 'fifteen heartbeats', () => wire.count('ping') >= 15, 20_000);
     assert.deepEqual(changes, []);
     assert.equal(client.connectionId, id);
     assert.equal(client.state, 'connected');
