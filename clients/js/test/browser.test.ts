@@ -109,3 +109,31 @@ test('a page connects, joins, sends, receives, reconnects and recovers', async (
   const seqs = now.seen.map((m) => m.seq);
   assert.deepEqual(seqs, [...new Set(seqs)].sort((x, y) => x - y), 'each seq once, in order');
 });
+
+test('a handshake refused for an expired token is explained in the browser too', async () => {
+  await page.evaluate(([url, jwt]) => (window as any).bellhop.startOther(url, jwt), [hub.wsUrl, token('late-user', {}, -120)]);
+  await page.waitForFunction(() => (window as any).bellhop.changes.some((c: any) => c.to === 'reconnecting'), undefined, { timeout: 10_000 });
+  const change = await page.evaluate(() => (window as any).bellhop.changes.find((c: any) => c.to === 'reconnecting'));
+  assert.equal(change.reason.status, 401);
+  assert.equal(change.reason.error.code, 'TOKEN_EXPIRED');
+  assert.equal(change.reason.code, 1006, 'all a browser sees of a refused handshake');
+  await page.evaluate(() => (window as any).bellhop.other.close());
+});
+
+test('coming back online skips the backoff', async () => {
+  await page.evaluate(([url, jwt]) => {
+    (window as any).bellhop.changes.length = 0;
+    (window as any).bellhop.startOther(url, jwt);
+  }, [hub.wsUrl, token('wake-user')]);
+  await page.waitForFunction(() => (window as any).bellhop.other.state === 'connected', undefined, { timeout: 10_000 });
+  const id = await page.evaluate(() => (window as any).bellhop.other.connectionId);
+  await hub.server.disconnect(id);
+  await page.waitForFunction(() => (window as any).bellhop.other.state === 'reconnecting', undefined, { timeout: 10_000 });
+  await page.evaluate(() => (window as any).bellhop.online());
+  await page.waitForFunction(() => (window as any).bellhop.other.state === 'connected', undefined, { timeout: 10_000 });
+  const [lost, back] = await page.evaluate(() => (window as any).bellhop.changes.slice(-2));
+  assert.deepEqual([lost.to, back.to], ['reconnecting', 'connected']);
+  // The backoff drew a random wait below a minute; unless it drew almost none, the reconnect came well before it.
+  if (lost.reason.delayMs >= 1000) assert.ok(back.at - lost.at < lost.reason.delayMs, `${back.at - lost.at} ms`);
+  await page.evaluate(() => (window as any).bellhop.other.close());
+});

@@ -59,6 +59,17 @@ const api = {
       room.leave();
     }
   },
+  /**
+   * A second client whose reconnects wait a minute, and what it reported: shows that `online` skips the backoff,
+   * and that a refused handshake is explained through `GET /me`.
+   */
+  other: undefined as Client | undefined,
+  changes: [] as Array<{ to: string; reason: unknown; at: number }>,
+  startOther(url: string, token: string): void {
+    api.other = createClient({ url, getToken: () => token, reconnect: { minMs: 60_000, maxMs: 60_000 } });
+    api.other.on('state', ({ to, reason }) => api.changes.push({ to, reason, at: performance.now() }));
+  },
+  online: () => window.dispatchEvent(new Event('online')),
   disconnect: () => client!.disconnect(),
   connect: () => client!.connect(),
 };
