@@ -154,6 +154,7 @@ export class Client<A = ActionMap, E = EventMap> {
       throw new TypeError('bellhop-client: no global WebSocket here; pass one as the `WebSocket` option');
     }
     if (!/^wss?:\/\//.test(options.url)) throw new TypeError('bellhop-client: `url` must start with ws:// or wss://');
+    if (typeof options.getToken !== 'function') throw new TypeError('bellhop-client: `getToken` must be a function');
     this.WebSocketImpl = WebSocketImpl;
     this.options = {
       url: options.url,

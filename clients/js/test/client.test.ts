@@ -76,6 +76,40 @@ describe('connecting', () => {
     }
   });
 
+  test('reconnects back off with full jitter under a doubling ceiling, forever', async () => {
+    const client = createClient({
+      url: hub.wsUrl,
+      WebSocket: WS as any,
+      getToken: () => token('gil', {}, -120),
+      reconnect: { minMs: 10, maxMs: 40 },
+      httpUrl: null,
+    });
+    const attempts: Array<{ attempt: number; delayMs: number }> = [];
+    try {
+      await withTimeout(
+        new Promise<void>((resolve) =>
+          client.on('state', ({ to, reason }) => {
+            if (to !== 'reconnecting' || reason.attempt === undefined) return;
+            attempts.push({ attempt: reason.attempt, delayMs: reason.delayMs! });
+            if (attempts.length === 5) resolve();
+          }),
+        ),
+        10_000,
+        'five attempts',
+      );
+    } finally {
+      client.close();
+    }
+    assert.deepEqual(attempts.map((a) => a.attempt), [1, 2, 3, 4, 5]);
+    const ceilings = [10, 20, 40, 40, 40];
+    attempts.forEach(({ delayMs }, i) => assert.ok(delayMs >= 0 && delayMs < ceilings[i]!, `attempt ${i + 1} waited ${delayMs} ms`));
+  });
+
+  test('bad options are refused with a clear error', () => {
+    assert.throws(() => createClient({ url: 'http://127.0.0.1/local', getToken: () => 't', WebSocket: WS as any }), /ws:\/\/ or wss:\/\//);
+    assert.throws(() => createClient({ url: hub.wsUrl, getToken: 't' as any, WebSocket: WS as any }), /getToken/);
+  });
+
   test('a token signed with another secret is refused as INVALID_TOKEN', async () => {
     const forged = token('eve').replace(/\.[^.]+$/, '.AAAA');
     const client = createClient({ url: hub.wsUrl, WebSocket: WS as any, getToken: () => forged, reconnect: { minMs: 60_000 } });

@@ -38,6 +38,9 @@ export async function startHub(options: { idleSecs?: number; lifetimeSecs?: numb
     }
   }
   const child: ChildProcess = spawn(binary, args, { env, stdio: ['ignore', 'pipe', process.env.TEST_LOG ? 'inherit' : 'ignore'] });
+  // Killed with this process too, so a crashed test run leaves no harness behind.
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
   const urls = await within<{ wsUrl: string; httpUrl: string }>(20_000, 'the harness to print its URLs', (resolve, reject) => {
     let wsUrl: string | undefined;
     child.once('error', reject);
@@ -53,6 +56,7 @@ export async function startHub(options: { idleSecs?: number; lifetimeSecs?: numb
     server: createServerClient({ url: urls.httpUrl, apiKey: DEV_INTERNAL_API_KEY }),
     stop: () =>
       new Promise<void>((resolve) => {
+        process.off('exit', killOnExit);
         if (child.exitCode !== null) return resolve();
         child.once('exit', () => resolve());
         child.kill('SIGKILL');
