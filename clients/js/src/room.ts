@@ -146,6 +146,12 @@ export class RoomEntry {
           this.setLast(entry.seq - 1);
         }
         if (this.accept(entry.seq)) {
+          // An event that also arrived live while waiting is delivered as it arrived, not as recovered.
+          const live = this.buffer.find((f) => f.seq === entry.seq);
+          if (live) {
+            this.client.deliver(live.event, live.data, { room: this.name, seq: entry.seq, recovered: false });
+            continue;
+          }
           // Live `message:new` frames carry the seq inside the message too; recovered ones look the same.
           const data =
             entry.event === 'message:new' && entry.data && typeof entry.data === 'object'

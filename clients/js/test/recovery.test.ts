@@ -111,6 +111,21 @@ describe('recovery', () => {
     assert.deepEqual(gaps, [{ room: 'topic:gap', fromSeq: acks[0].message.seq, toSeq: acks[2].message.seq }]);
   });
 
+  test('a live event that arrives after a hole waits until the hole is filled from history', async () => {
+    const { a, wire, say } = await pair('hole');
+    const seen = collect(a, 'message:new');
+    // The first live message never reaches the client, as if lost on the way; the next one reveals the hole.
+    let dropped = false;
+    wire.dropIn = (frame) => frame.event === 'message:new' && !dropped && (dropped = true);
+    await say('lost on the way');
+    await say('after the hole');
+    await until(a, 'both messages', () => seen.length === 2);
+    assert.deepEqual(contents(seen), ['lost on the way', 'after the hole']);
+    assert.deepEqual(seen.map((e) => e.meta.recovered), [true, false]);
+    assertInOrderOnce(seen);
+    assert.equal(wire.count('message:history'), 1);
+  });
+
   test('own messages count as seen: nothing is fetched or delivered back after sending', async () => {
     const { a, wire, handle, b } = await pair('own');
     const seen = collect(a, 'message:new');
