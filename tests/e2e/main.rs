@@ -16,3 +16,4 @@ mod seed_002_marketplace_events;
 mod seed_003_telehealth;
 mod seed_004_clinic_roles;
 mod store_outage;
+mod trust;

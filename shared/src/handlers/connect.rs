@@ -9,6 +9,7 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use super::caller::{caller_of, refusal, response};
 use super::{Deps, HandlerError, presence};
 use crate::auth::{TokenSource, extract_token};
+use crate::store::StoreError;
 
 #[tracing::instrument(name = "connect", skip_all, fields(connection_id, user_id))]
 pub async fn handle(
@@ -35,15 +36,33 @@ pub async fn handle(
         return Ok(refusal(403, "FORBIDDEN", "origin not allowed"));
     }
 
-    let rooms = deps.config.role_rooms.auto_rooms(&caller.identity);
-    if let Err(error) = deps.store.put_connection(&caller.connection, &rooms).await {
+    let store_failed = |error: StoreError| {
         tracing::error!(error = %error, source = ?std::error::Error::source(&error), "connect failed: store");
-        return Ok(refusal(500, "INTERNAL", "could not record the connection; try again"));
+        refusal(500, "INTERNAL", "could not record the connection; try again")
+    };
+    // Counted before the connection is recorded, so a refused connect leaves nothing behind. Two connects racing at
+    // the limit can both pass; the limit is a guard against runaway clients, not an exact quota.
+    let open = match deps.store.user_connections(&caller.identity.user_id).await {
+        Ok(open) => open.len(),
+        Err(error) => return Ok(store_failed(error)),
+    };
+    let max = deps.config.limits.max_connections_per_user;
+    if open >= max {
+        tracing::info!(open, max, "connect refused: too many connections");
+        return Ok(refusal(429, "RATE_LIMITED", &format!("a user may hold at most {max} open connections")));
+    }
+
+    let mut rooms = deps.config.role_rooms.auto_rooms(&caller.identity);
+    // A token may list more rooms than a connection may be in; the excess is not joined rather than refusing the
+    // user outright, and `hello` shows which rooms the connection is in.
+    rooms.truncate(deps.config.limits.max_rooms_per_connection);
+    if let Err(error) = deps.store.put_connection(&caller.connection, &rooms).await {
+        return Ok(store_failed(error));
     }
     tracing::info!(n_rooms = rooms.len(), "connected");
 
     // Telling subscribers is best effort: the connection is already recorded and usable.
-    if let Err(error) = presence::on_connected(deps, &caller).await {
+    if let Err(error) = presence::on_connected(deps, &caller, open == 0).await {
         tracing::warn!(error = %error, "presence update after connect failed");
     }
 

@@ -17,17 +17,18 @@ use super::errors::{ActionError, ActionResult, HandlerError};
 use crate::auth::Identity;
 use crate::ids::{RoomName, UserId};
 use crate::protocol::payloads::{Presence, Presences, SetPresence, Subscribed, Unsubscribed, UsersRequest};
-use crate::protocol::{ServerFrame, events, timestamp};
+use crate::protocol::{ErrorCode, ServerFrame, events, timestamp};
 use crate::rooms::RoomRule;
 use crate::store::{PresenceRecord, PresenceStatus};
 
 const MAX_USERS_PER_REQUEST: usize = 50;
 const MAX_CUSTOM_STATUS_CHARS: usize = 140;
 
-/// Called after `$connect`: the user's first connection brings them online for their subscribers.
-pub async fn on_connected(deps: &Deps, caller: &Caller) -> Result<(), HandlerError> {
+/// Called after `$connect`: the user's first connection (`first`: none was open before it) brings them online for
+/// their subscribers.
+pub async fn on_connected(deps: &Deps, caller: &Caller, first: bool) -> Result<(), HandlerError> {
     let user = &caller.identity.user_id;
-    if deps.store.user_connections(user).await?.len() == 1 {
+    if first {
         let stored = deps.store.get_presence(std::slice::from_ref(user)).await?.into_iter().next();
         let payload = presence_payload(user, stored.as_ref(), true);
         announce(deps, user, payload).await?;
@@ -211,6 +212,16 @@ pub async fn get(deps: &Deps, caller: &Caller, request: UsersRequest) -> ActionR
 pub async fn subscribe(deps: &Deps, caller: &Caller, request: UsersRequest) -> ActionResult<Subscribed> {
     let users = parse_users(request)?;
     let (visible, hidden) = partition_visible(deps, &caller.identity, users).await?;
+    // Presence subscriptions are room memberships, so they count against the connection's room limit.
+    let max = deps.config.limits.max_rooms_per_connection;
+    let current = deps.store.connection_rooms(caller.id()).await?;
+    let new = visible.iter().filter(|user| !current.contains(&RoomName::presence_of(user))).count();
+    if current.len() + new > max {
+        return Err(ActionError::new(
+            ErrorCode::RateLimited,
+            format!("a connection may be in at most {max} rooms, presence subscriptions included"),
+        ));
+    }
     for user in &visible {
         deps.store.join_room(&caller.connection, &RoomName::presence_of(user)).await?;
     }

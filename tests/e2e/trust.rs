@@ -1,0 +1,197 @@
+//! What a client may do, tried as an attacker would: writing where only the platform writes, watching and calling
+//! strangers met in a public topic, opening sockets and joining rooms without end, and answers that would outgrow
+//! what API Gateway can deliver. Each test fails on a hub that trusts its clients more than its rooms allow.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{error_code, spawn_hub, spawn_hub_with};
+
+const QUIET: Duration = Duration::from_millis(300);
+
+#[tokio::test]
+async fn a_provider_cannot_post_into_the_calendar_and_nothing_is_stored_or_delivered() {
+    let hub = spawn_hub().await;
+    let mut attacker = hub.connect(&hub.token("prov-1", "provider")).await.expect("connect");
+    let mut colleague = hub.connect(&hub.token("prov-2", "provider")).await.expect("connect");
+    colleague.request("hello", json!({})).await;
+
+    let ack =
+        attacker.request("message:send", json!({"room": "calendar", "content": "all appointments cancelled"})).await;
+    let typing = attacker.request("typing:start", json!({"room": "calendar"})).await;
+
+    assert_eq!(error_code(&ack), "FORBIDDEN", "{ack}");
+    assert_eq!(error_code(&typing), "FORBIDDEN", "{typing}");
+    colleague.expect_silence(QUIET).await;
+    let history = attacker.request("message:history", json!({"room": "calendar"})).await;
+    assert_eq!(history["data"]["events"], json!([]), "nothing was stored: {history}");
+}
+
+#[tokio::test]
+async fn nobody_posts_into_a_user_room_or_a_presence_room() {
+    let hub = spawn_hub().await;
+    let mut alice = hub.connect(&hub.token("alice", "customer")).await.expect("connect");
+
+    let own = alice.request("message:send", json!({"room": "user:alice", "content": "hi me"})).await;
+    let read = alice.request("message:read", json!({"room": "user:alice", "seq": 0})).await;
+
+    assert_eq!(error_code(&own), "FORBIDDEN", "{own}");
+    assert_eq!(error_code(&read), "FORBIDDEN", "{read}");
+}
+
+#[tokio::test]
+async fn members_of_a_conversation_room_still_write_to_it() {
+    let hub = spawn_hub().await;
+    hub.grant("booking:7", &["client-1", "biz-1"]).await;
+    let mut client = hub.connect(&hub.token("client-1", "customer")).await.expect("connect");
+    let mut business = hub.connect(&hub.token("biz-1", "provider")).await.expect("connect");
+    client.request("room:join", json!({"room": "booking:7"})).await;
+    business.request("room:join", json!({"room": "booking:7"})).await;
+
+    let ack = client.request("message:send", json!({"room": "booking:7", "content": "Is 3 pm fine?"})).await;
+
+    assert_eq!(ack["ok"], true, "{ack}");
+    let event = business.next_event("message:new").await;
+    assert_eq!(event["data"]["content"], "Is 3 pm fine?");
+}
+
+#[tokio::test]
+async fn a_public_topic_reveals_no_presence_and_allows_no_calls() {
+    let hub = spawn_hub().await;
+    let mut stalker = hub.connect(&hub.token("stalker", "customer")).await.expect("connect");
+    let mut victim = hub.connect(&hub.token("victim", "customer")).await.expect("connect");
+    for client in [&mut stalker, &mut victim] {
+        let ack = client.request("room:join", json!({"room": "topic:dogs"})).await;
+        assert_eq!(ack["ok"], true, "{ack}");
+    }
+    victim.request("message:send", json!({"room": "topic:dogs", "content": "woof"})).await;
+
+    let presence = stalker.request("presence:get", json!({"userIds": ["victim"]})).await;
+    let call = stalker.request("call:initiate", json!({"recipientId": "victim", "callType": "audio"})).await;
+
+    assert_eq!(presence["data"]["forbidden"], json!(["victim"]), "{presence}");
+    assert_eq!(error_code(&call), "FORBIDDEN", "{call}");
+    victim.expect_silence(QUIET).await;
+}
+
+#[tokio::test]
+async fn opening_a_chat_pair_alone_does_not_reveal_the_other_user() {
+    let hub = spawn_hub().await;
+    let mut stalker = hub.connect(&hub.token("a-stalker", "customer")).await.expect("connect");
+    let _victim = hub.connect(&hub.token("z-victim", "customer")).await.expect("connect");
+    stalker.request("room:join", json!({"room": "chat:a-stalker:z-victim"})).await;
+    stalker.request("message:send", json!({"room": "chat:a-stalker:z-victim", "content": "hello?"})).await;
+
+    let presence = stalker.request("presence:get", json!({"userIds": ["z-victim"]})).await;
+
+    assert_eq!(presence["data"]["forbidden"], json!(["z-victim"]), "{presence}");
+}
+
+#[tokio::test]
+async fn a_shared_booking_reveals_presence_until_the_grant_is_revoked() {
+    let hub = spawn_hub().await;
+    hub.grant("booking:9", &["client-9", "biz-9"]).await;
+    let mut client = hub.connect(&hub.token("client-9", "customer")).await.expect("connect");
+    let _business = hub.connect(&hub.token("biz-9", "provider")).await.expect("connect");
+
+    let before = client.request("presence:get", json!({"userIds": ["biz-9"]})).await;
+    let (status, body) =
+        hub.internal(Method::DELETE, "/internal/rooms/booking:9/members", Some(json!({"users": ["client-9"]}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let after = client.request("presence:get", json!({"userIds": ["biz-9"]})).await;
+
+    assert_eq!(before["data"]["presences"][0]["online"], true, "{before}");
+    assert_eq!(after["data"]["forbidden"], json!(["biz-9"]), "{after}");
+}
+
+#[tokio::test]
+async fn a_user_cannot_hold_more_connections_than_the_limit() {
+    let hub = spawn_hub_with(|options| options.config.limits.max_connections_per_user = 3).await;
+    let token = hub.token("greedy", "customer");
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(hub.connect(&token).await.expect("within the limit"));
+    }
+
+    match hub.connect(&token).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 429),
+        Err(other) => panic!("expected a 429 handshake refusal, got {other}"),
+        Ok(_) => panic!("a connection over the limit was accepted"),
+    }
+    let other_user = hub.connect(&hub.token("modest", "customer")).await;
+    assert!(other_user.is_ok(), "the limit is per user");
+}
+
+#[tokio::test]
+async fn a_connection_cannot_join_more_rooms_than_the_limit() {
+    let hub = spawn_hub_with(|options| options.config.limits.max_rooms_per_connection = 4).await;
+    let mut client = hub.connect(&hub.token("joiner", "customer")).await.expect("connect");
+    // user:joiner and customer:joiner are joined at connect.
+    for topic in ["topic:a", "topic:b"] {
+        let ack = client.request("room:join", json!({"room": topic})).await;
+        assert_eq!(ack["ok"], true, "{ack}");
+    }
+
+    let refused = client.request("room:join", json!({"room": "topic:c"})).await;
+    client.request("room:leave", json!({"room": "topic:a"})).await;
+    let after_leaving = client.request("room:join", json!({"room": "topic:c"})).await;
+
+    assert_eq!(error_code(&refused), "RATE_LIMITED", "{refused}");
+    assert_eq!(after_leaving["ok"], true, "{after_leaving}");
+    let hello = client.request("hello", json!({})).await;
+    assert_eq!(hello["data"]["rooms"].as_array().map(Vec::len), Some(4), "{hello}");
+}
+
+#[tokio::test]
+async fn a_history_page_stops_at_its_byte_budget_and_pages_on() {
+    let hub = spawn_hub_with(|options| options.config.limits.max_content_chars = 8000).await;
+    let mut client = hub.connect(&hub.token("writer", "customer")).await.expect("connect");
+    client.request("room:join", json!({"room": "topic:long"})).await;
+    let big = "x".repeat(7990);
+    for i in 0..30 {
+        let ack = client.request("message:send", json!({"room": "topic:long", "content": format!("{i}{big}")})).await;
+        assert_eq!(ack["ok"], true, "{ack}");
+    }
+
+    let first = client.request("message:history", json!({"room": "topic:long", "limit": 100})).await;
+    let events = first["data"]["events"].as_array().cloned().unwrap_or_default();
+    let oldest = events.first().and_then(|e| e["seq"].as_u64()).expect("a page");
+    let second =
+        client.request("message:history", json!({"room": "topic:long", "beforeSeq": oldest, "limit": 100})).await;
+
+    assert!(first.to_string().len() < 128 * 1024, "the ack fits a WebSocket frame: {} bytes", first.to_string().len());
+    assert_eq!(first["data"]["hasMore"], true);
+    assert!(events.len() < 30, "{} events", events.len());
+    assert_eq!(events.last().and_then(|e| e["seq"].as_u64()), Some(30), "the newest page ends at the newest event");
+    let second_events = second["data"]["events"].as_array().cloned().unwrap_or_default();
+    assert_eq!(second_events.last().and_then(|e| e["seq"].as_u64()), Some(oldest - 1), "{second}");
+    let seen = events.len() + second_events.len();
+    assert!(seen <= 30, "no event twice");
+}
+
+#[tokio::test]
+async fn a_join_ack_reports_the_participant_count() {
+    let hub = spawn_hub().await;
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        let mut client = hub.connect(&hub.token(&format!("fan-{i}"), "customer")).await.expect("connect");
+        client.request("room:join", json!({"room": "topic:show"})).await;
+        clients.push(client);
+    }
+    let mut late = hub.connect(&hub.token("late", "customer")).await.expect("connect");
+
+    let ack = late.request("room:join", json!({"room": "topic:show"})).await;
+    let members = late.request("room:members", json!({"room": "topic:show", "limit": 2})).await;
+    let cursor = members["data"]["nextCursor"].clone();
+    let rest = late.request("room:members", json!({"room": "topic:show", "limit": 2, "cursor": cursor})).await;
+
+    assert_eq!(ack["data"]["participantCount"], 4, "{ack}");
+    let listed: Vec<Value> = [&members, &rest]
+        .iter()
+        .flat_map(|page| page["data"]["participants"].as_array().cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(listed.len(), 4, "{members} {rest}");
+    assert_eq!(rest["data"]["nextCursor"], Value::Null, "{rest}");
+}
