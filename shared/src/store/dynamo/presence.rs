@@ -2,7 +2,6 @@
 
 use std::collections::BTreeSet;
 
-
 use super::DynamoStore;
 use super::codec::{presence_from_item, put_opt, s, ts};
 use super::keys::{PRESENCE, key, user_pk};
