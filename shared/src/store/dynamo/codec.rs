@@ -142,6 +142,9 @@ pub(super) fn connection_attrs(item: &mut Item, c: &ConnectionRecord) {
     put_opt(item, "email", c.email.as_deref());
     item.insert("connected_at".into(), ts(&c.connected_at));
     item.insert("expires_at".into(), ts(&c.expires_at));
+    if let Some(at) = &c.token_expires_at {
+        item.insert("token_expires_at".into(), ts(at));
+    }
     item.insert(TTL.into(), n(c.expires_at.timestamp()));
 }
 
@@ -155,6 +158,7 @@ pub(super) fn connection_from_item(item: &Item) -> StoreResult<ConnectionRecord>
         email: attr_opt_s(item, "email")?.map(str::to_owned),
         connected_at: attr_time(item, "connected_at")?,
         expires_at: attr_time(item, "expires_at")?,
+        token_expires_at: attr_opt_time(item, "token_expires_at")?,
     })
 }
 

@@ -4,8 +4,9 @@
 use std::collections::BTreeSet;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use chrono::{DateTime, Utc};
 
-use super::codec::{Item, attr_s, attr_string_set, attr_user, connection_attrs, connection_from_item, n, s};
+use super::codec::{Item, attr_s, attr_string_set, attr_user, connection_attrs, connection_from_item, n, s, ts};
 use super::keys::{META, TTL, conn_pk, key, room_pk, user_pk};
 use super::{DynamoItemError, DynamoStore};
 use crate::ids::{ConnectionId, UserId};
@@ -53,11 +54,16 @@ pub(super) async fn put_connection(
             .expression_attribute_values(format!(":f{i}"), value);
     }
     let mut expression = format!("SET {}", sets.join(", "));
-    let absent: Vec<&str> = [("role", &connection.role), ("name", &connection.name), ("email", &connection.email)]
-        .into_iter()
-        .filter(|(_, v)| v.is_none())
-        .map(|(name, _)| name)
-        .collect();
+    let absent: Vec<&str> = [
+        ("role", connection.role.is_none()),
+        ("name", connection.name.is_none()),
+        ("email", connection.email.is_none()),
+        ("token_expires_at", connection.token_expires_at.is_none()),
+    ]
+    .into_iter()
+    .filter(|(_, absent)| *absent)
+    .map(|(name, _)| name)
+    .collect();
     for (i, name) in absent.iter().enumerate() {
         request = request.expression_attribute_names(format!("#r{i}"), *name);
     }
@@ -189,5 +195,43 @@ pub(super) async fn all_connections(store: &DynamoStore) -> StoreResult<Vec<Conn
             Some(next) if !next.is_empty() => start = Some(next),
             _ => return Ok(ids),
         }
+    }
+}
+
+/// Two UpdateItems: the connection item first (it answers whether the connection exists and whose it is), then the
+/// user mirror that `user_connections` reads. A refresh is rare, so the extra request costs little.
+pub(super) async fn set_token_expiry(store: &DynamoStore, id: &ConnectionId, at: DateTime<Utc>) -> StoreResult<bool> {
+    let updated = store
+        .client
+        .update_item()
+        .table_name(&store.table)
+        .set_key(Some(key(conn_pk(id), META)))
+        .update_expression("SET token_expires_at = :at")
+        .condition_expression("attribute_exists(PK)")
+        .expression_attribute_values(":at", ts(&at))
+        .return_values(ReturnValue::AllNew)
+        .send()
+        .await;
+    let item = match updated {
+        Ok(out) => out.attributes.unwrap_or_default(),
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => return Ok(false),
+        Err(e) => return Err(StoreError::backend(e)),
+    };
+    let user = attr_user(&item, "user_id")?;
+    let mirrored = store
+        .client
+        .update_item()
+        .table_name(&store.table)
+        .set_key(Some(key(user_pk(&user), conn_pk(id))))
+        .update_expression("SET token_expires_at = :at")
+        .condition_expression("attribute_exists(PK)")
+        .expression_attribute_values(":at", ts(&at))
+        .send()
+        .await;
+    match mirrored {
+        // The mirror went away with a concurrent disconnect: the connection is gone, nothing is left to extend.
+        Ok(_) => Ok(true),
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(true),
+        Err(e) => Err(StoreError::backend(e)),
     }
 }

@@ -42,10 +42,11 @@ impl DynamoStore {
 }
 
 pub(super) async fn append_event(store: &DynamoStore, event: NewRoomEvent) -> StoreResult<Appended> {
-    let dedupe_sk = match (&event.sender, &event.client_msg_id) {
-        (Some(sender), Some(cmid)) => Some(format!("CMID#{sender}#{}", key_part(cmid))),
-        _ => None,
-    };
+    // User ids cannot be empty, so `CMID##…` (no sender: a platform emit) never collides with a user's key.
+    let dedupe_sk = event.client_msg_id.as_ref().map(|cmid| {
+        let sender = event.sender.as_ref().map_or("", UserId::as_str);
+        format!("CMID#{sender}#{}", key_part(cmid))
+    });
     let mut prev = store.seq_hint(&event.room);
     let mut attempt = 0;
     loop {

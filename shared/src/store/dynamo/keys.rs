@@ -74,3 +74,9 @@ pub(super) fn stats_sk(shard: u8) -> String {
 }
 pub(super) const GRANT_ROOMS: &str = "ROOMS#GRANT#";
 pub(super) const PART_ROOMS: &str = "ROOMS#PART#";
+
+/// A rate-limit bucket (`RL#{key}`/`RL`).
+pub(super) fn limit_pk(key: &str) -> String {
+    format!("RL#{}", key_part(key))
+}
+pub(super) const LIMIT: &str = "RL";

@@ -4,13 +4,16 @@ use std::collections::BTreeSet;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 
-use super::codec::{attr_room, attr_string_set, attr_user, s, sk_suffix};
-use super::keys::{GRANT_ROOMS, META, PART_ROOMS, SK, conn_pk, key, room_pk, user_pk};
+use super::codec::{Item, attr_count, attr_room, attr_string_set, attr_user, s, sk_suffix};
+use super::keys::{COUNT, GRANT_ROOMS, META, PART_ROOMS, SK, conn_pk, key, room_pk, user_pk};
 use super::requests::{CONDITION_FAILED, cancellation_reasons, reason_is};
 use super::{DynamoItemError, DynamoStore};
 use crate::ids::{ConnectionId, UserId};
 use crate::rooms::RoomName;
-use crate::store::{ConnectionRecord, Member, StoreError, StoreResult};
+use crate::store::{
+    ConnectionRecord, MEMBERS_CURSOR, Member, Page, StoreError, StoreResult, USER_ROOMS_CURSOR, decode_cursor,
+    page_from,
+};
 
 pub(super) async fn join_room(
     store: &DynamoStore,
@@ -176,4 +179,84 @@ pub(super) async fn user_rooms(store: &DynamoStore, user: &UserId) -> StoreResul
     let items = store.query_all(|| store.query_prefix(&user_pk(user), "ROOMS#")).await?;
     let rooms: BTreeSet<RoomName> = items.iter().map(|item| attr_room(item, "room")).collect::<StoreResult<_>>()?;
     Ok(rooms.into_iter().collect())
+}
+
+/// One Query of `limit + 1` items from the cursor on: the extra item only says whether another page exists.
+pub(super) async fn room_members_page(
+    store: &DynamoStore,
+    room: &RoomName,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<Page<Member>> {
+    let after = after.map(|cursor| decode_cursor(MEMBERS_CURSOR, cursor)).transpose()?;
+    let limit = limit.max(1);
+    let items = query_page(store, &room_pk(room), "CONN#", after.as_deref(), limit).await?;
+    let members = items.iter().map(member_from_item).collect::<StoreResult<Vec<_>>>()?;
+    Ok(page_from(members, limit as usize, MEMBERS_CURSOR, |m| m.connection_id.as_str()))
+}
+
+/// The member counter item (`ROOM#{room}`/`COUNT`), maintained by every join and leave: one GetItem.
+pub(super) async fn room_member_count(store: &DynamoStore, room: &RoomName) -> StoreResult<u64> {
+    let item = store.fetch(key(room_pk(room), COUNT)).await?;
+    attr_count(item.as_ref(), "members")
+}
+
+/// Grants and participation are two sort-key ranges of the user's partition, each in room order: a page reads
+/// `limit + 1` items from the cursor on in each and merges them, so its cost is its size, not the listing's.
+pub(super) async fn user_rooms_page(
+    store: &DynamoStore,
+    user: &UserId,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<Page<RoomName>> {
+    let after = after.map(|cursor| decode_cursor(USER_ROOMS_CURSOR, cursor)).transpose()?;
+    let limit = limit.max(1);
+    let pk = user_pk(user);
+    let (granted, joined) = futures::try_join!(
+        query_page(store, &pk, GRANT_ROOMS, after.as_deref(), limit),
+        query_page(store, &pk, PART_ROOMS, after.as_deref(), limit),
+    )?;
+    let rooms: BTreeSet<RoomName> =
+        granted.iter().chain(&joined).map(|item| attr_room(item, "room")).collect::<StoreResult<_>>()?;
+    let rooms: Vec<RoomName> = rooms.into_iter().take(limit as usize + 1).collect();
+    Ok(page_from(rooms, limit as usize, USER_ROOMS_CURSOR, RoomName::as_str))
+}
+
+/// Up to `limit + 1` items of one partition whose sort key starts with `prefix`, after `prefix{after}`.
+async fn query_page(
+    store: &DynamoStore,
+    pk: &str,
+    prefix: &str,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<Item>> {
+    let want = limit as usize + 1;
+    let mut items = Vec::with_capacity(want);
+    // The start key need not exist: DynamoDB resumes after wherever it would sort.
+    let mut start = after.map(|after| key(pk.to_owned(), format!("{prefix}{after}")));
+    // A Query page stops at `Limit` items or 1 MB; keep reading only until the page is full.
+    while items.len() < want {
+        let remaining = i32::try_from(want - items.len()).unwrap_or(i32::MAX);
+        let out = store
+            .query_prefix(pk, prefix)
+            .limit(remaining)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(StoreError::backend)?;
+        items.extend(out.items.unwrap_or_default());
+        match out.last_evaluated_key {
+            Some(next) if !next.is_empty() => start = Some(next),
+            _ => break,
+        }
+    }
+    Ok(items)
+}
+
+fn member_from_item(item: &Item) -> StoreResult<Member> {
+    Ok(Member {
+        connection_id: ConnectionId::parse(sk_suffix(item, "CONN#")?)
+            .map_err(|_| StoreError::backend(DynamoItemError::Invalid(SK)))?,
+        user_id: attr_user(item, "user_id")?,
+    })
 }

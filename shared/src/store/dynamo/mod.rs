@@ -63,6 +63,7 @@ mod counter;
 mod history;
 mod idempotency;
 mod keys;
+mod limits;
 mod membership;
 mod notifications;
 mod presence;
@@ -76,6 +77,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 pub use counter::RequestCounter;
@@ -83,9 +85,9 @@ pub use counter::RequestCounter;
 use client::{client_from_config, client_from_sdk_config};
 
 use super::{
-    Appended, CallRecord, CallTransition, ConnectionRecord, HistoryQuery, IdempotencyClaim, Member, NewRoomEvent,
-    Notification, NotificationQuery, NotificationSelector, PresenceRecord, RemovedConnection, RoomEvent, Stats, Store,
-    StoreResult,
+    Admission, Appended, CallRecord, CallTransition, ConnectionRecord, HistoryQuery, IdempotencyClaim, Member,
+    NewRoomEvent, Notification, NotificationQuery, NotificationSelector, Page, PresenceRecord, RateLimit,
+    RemovedConnection, RoomEvent, Stats, Store, StoreResult,
 };
 use crate::ids::{ConnectionId, UserId};
 use crate::rooms::RoomName;
@@ -180,6 +182,10 @@ impl Store for DynamoStore {
         connections::delete_connection(self, id).await
     }
 
+    async fn set_token_expiry(&self, id: &ConnectionId, at: DateTime<Utc>) -> StoreResult<bool> {
+        connections::set_token_expiry(self, id, at).await
+    }
+
     async fn user_connections(&self, user: &UserId) -> StoreResult<Vec<ConnectionRecord>> {
         connections::user_connections(self, user).await
     }
@@ -198,6 +204,14 @@ impl Store for DynamoStore {
 
     async fn room_members(&self, room: &RoomName) -> StoreResult<Vec<Member>> {
         membership::room_members(self, room).await
+    }
+
+    async fn room_members_page(&self, room: &RoomName, after: Option<&str>, limit: u32) -> StoreResult<Page<Member>> {
+        membership::room_members_page(self, room, after, limit).await
+    }
+
+    async fn room_member_count(&self, room: &RoomName) -> StoreResult<u64> {
+        membership::room_member_count(self, room).await
     }
 
     async fn connection_rooms(&self, connection: &ConnectionId) -> StoreResult<Vec<RoomName>> {
@@ -226,6 +240,10 @@ impl Store for DynamoStore {
 
     async fn user_rooms(&self, user: &UserId) -> StoreResult<Vec<RoomName>> {
         membership::user_rooms(self, user).await
+    }
+
+    async fn user_rooms_page(&self, user: &UserId, after: Option<&str>, limit: u32) -> StoreResult<Page<RoomName>> {
+        membership::user_rooms_page(self, user, after, limit).await
     }
 
     async fn append_event(&self, event: NewRoomEvent) -> StoreResult<Appended> {
@@ -262,6 +280,10 @@ impl Store for DynamoStore {
 
     async fn release_idempotency(&self, key_raw: &str) -> StoreResult<()> {
         idempotency::release_idempotency(self, key_raw).await
+    }
+
+    async fn admit(&self, key: &str, limit: RateLimit, now: DateTime<Utc>) -> StoreResult<Admission> {
+        limits::admit(self, key, limit, now).await
     }
 
     async fn count_messages(&self, n_messages: u64) -> StoreResult<()> {

@@ -77,6 +77,7 @@ fn connection(user: &UserId) -> ConnectionRecord {
         email: Some("tester@example.com".to_owned()),
         connected_at,
         expires_at: connected_at + ChronoDuration::hours(2),
+        token_expires_at: None,
     }
 }
 

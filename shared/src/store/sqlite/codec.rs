@@ -80,6 +80,7 @@ pub(super) fn connection_from_row(row: &SqliteRow) -> StoreResult<ConnectionReco
         email: column(row, "email")?,
         connected_at: time_from(row, "connected_at")?,
         expires_at: time_from(row, "expires_at")?,
+        token_expires_at: optional_time_from(row, "token_expires_at")?,
     })
 }
 

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeSet;
 
+use chrono::{DateTime, Utc};
+
 use super::SqliteStore;
 use super::codec::{connection_from_row, connection_id_from, room_from};
 use super::membership::insert_membership;
@@ -23,11 +25,12 @@ pub(super) async fn put_connection(
         .await
         .map_err(StoreError::backend)?;
     sqlx::query(
-        "INSERT INTO connections (connection_id, user_id, role, name, email, connected_at, expires_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)
+        "INSERT INTO connections
+             (connection_id, user_id, role, name, email, connected_at, expires_at, token_expires_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (connection_id) DO UPDATE SET user_id = excluded.user_id, role = excluded.role,
              name = excluded.name, email = excluded.email, connected_at = excluded.connected_at,
-             expires_at = excluded.expires_at",
+             expires_at = excluded.expires_at, token_expires_at = excluded.token_expires_at",
     )
     .bind(connection.connection_id.as_str())
     .bind(connection.user_id.as_str())
@@ -36,6 +39,7 @@ pub(super) async fn put_connection(
     .bind(connection.email.as_deref())
     .bind(connection.connected_at.timestamp_millis())
     .bind(connection.expires_at.timestamp_millis())
+    .bind(connection.token_expires_at.map(|at| at.timestamp_millis()))
     .execute(&mut *tx)
     .await
     .map_err(StoreError::backend)?;
@@ -122,4 +126,14 @@ pub(super) async fn all_connections(store: &SqliteStore) -> StoreResult<Vec<Conn
         .iter()
         .map(|row| connection_id_from(row, "connection_id"))
         .collect()
+}
+
+pub(super) async fn set_token_expiry(store: &SqliteStore, id: &ConnectionId, at: DateTime<Utc>) -> StoreResult<bool> {
+    let updated = sqlx::query("UPDATE connections SET token_expires_at = ? WHERE connection_id = ?")
+        .bind(at.timestamp_millis())
+        .bind(id.as_str())
+        .execute(&store.writer)
+        .await
+        .map_err(StoreError::backend)?;
+    Ok(updated.rows_affected() == 1)
 }

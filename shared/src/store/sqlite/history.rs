@@ -10,14 +10,15 @@ use crate::store::{Appended, HistoryQuery, NewRoomEvent, RoomEvent, StoreError, 
 pub(super) async fn append_event(store: &SqliteStore, event: NewRoomEvent) -> StoreResult<Appended> {
     let mut tx = store.write_tx().await?;
     // The duplicate check runs inside the write transaction, so two racing retries cannot both miss it.
-    if let (Some(sender), Some(client_msg_id)) = (&event.sender, &event.client_msg_id) {
-        let existing = sqlx::query("SELECT * FROM room_events WHERE room = ? AND sender = ? AND client_msg_id = ?")
-            .bind(event.room.as_str())
-            .bind(sender.as_str())
-            .bind(client_msg_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(StoreError::backend)?;
+    if let Some(client_msg_id) = &event.client_msg_id {
+        let existing =
+            sqlx::query("SELECT * FROM room_events WHERE room = ? AND COALESCE(sender, '') = ? AND client_msg_id = ?")
+                .bind(event.room.as_str())
+                .bind(event.sender.as_ref().map_or("", UserId::as_str))
+                .bind(client_msg_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StoreError::backend)?;
         if let Some(row) = existing {
             return Ok(Appended { event: event_from_row(&row)?, duplicate: true });
         }

@@ -6,7 +6,10 @@ use super::SqliteStore;
 use super::codec::{connection_id_from, room_from, user_from};
 use crate::ids::{ConnectionId, UserId};
 use crate::rooms::RoomName;
-use crate::store::{ConnectionRecord, Member, StoreError, StoreResult};
+use crate::store::{
+    ConnectionRecord, MEMBERS_CURSOR, Member, Page, StoreError, StoreResult, USER_ROOMS_CURSOR, decode_cursor,
+    page_from,
+};
 
 /// `NotFound` when the connection is unknown (a concurrent disconnect removed it): no membership may outlive
 /// its connection, or the room would stay active in the stats and in fan-out forever.
@@ -50,6 +53,42 @@ pub(super) async fn room_members(store: &SqliteStore, room: &RoomName) -> StoreR
             Ok(Member { connection_id: connection_id_from(row, "connection_id")?, user_id: user_from(row, "user_id")? })
         })
         .collect()
+}
+
+pub(super) async fn room_members_page(
+    store: &SqliteStore,
+    room: &RoomName,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<Page<Member>> {
+    let after = after.map(|cursor| decode_cursor(MEMBERS_CURSOR, cursor)).transpose()?;
+    let limit = limit.max(1);
+    let members = sqlx::query(
+        "SELECT connection_id, user_id FROM memberships WHERE room = ? AND connection_id > ?
+         ORDER BY connection_id LIMIT ?",
+    )
+    .bind(room.as_str())
+    .bind(after.as_deref().unwrap_or(""))
+    .bind(i64::from(limit) + 1)
+    .fetch_all(&store.reader)
+    .await
+    .map_err(StoreError::backend)?
+    .iter()
+    .map(|row| {
+        Ok(Member { connection_id: connection_id_from(row, "connection_id")?, user_id: user_from(row, "user_id")? })
+    })
+    .collect::<StoreResult<Vec<_>>>()?;
+    Ok(page_from(members, limit as usize, MEMBERS_CURSOR, |m| m.connection_id.as_str()))
+}
+
+/// Counted on the membership primary key `(room, connection_id)`: SQLite walks only this room's index entries.
+pub(super) async fn room_member_count(store: &SqliteStore, room: &RoomName) -> StoreResult<u64> {
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE room = ?")
+        .bind(room.as_str())
+        .fetch_one(&store.reader)
+        .await
+        .map_err(StoreError::backend)?;
+    Ok(u64::try_from(count).unwrap_or(0))
 }
 
 pub(super) async fn connection_rooms(store: &SqliteStore, connection: &ConnectionId) -> StoreResult<Vec<RoomName>> {
@@ -134,6 +173,33 @@ pub(super) async fn user_rooms(store: &SqliteStore, user: &UserId) -> StoreResul
     .iter()
     .map(|row| room_from(row, "room"))
     .collect()
+}
+
+pub(super) async fn user_rooms_page(
+    store: &SqliteStore,
+    user: &UserId,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<Page<RoomName>> {
+    let after = after.map(|cursor| decode_cursor(USER_ROOMS_CURSOR, cursor)).transpose()?;
+    let limit = limit.max(1);
+    // Each side of the UNION reads from its primary key or index starting at the cursor, so a page costs its size.
+    let rooms = sqlx::query(
+        "SELECT room FROM (
+             SELECT room FROM participation WHERE user_id = ?1 AND room > ?2
+             UNION SELECT room FROM grants WHERE user_id = ?1 AND room > ?2
+         ) ORDER BY room LIMIT ?3",
+    )
+    .bind(user.as_str())
+    .bind(after.as_deref().unwrap_or(""))
+    .bind(i64::from(limit) + 1)
+    .fetch_all(&store.reader)
+    .await
+    .map_err(StoreError::backend)?
+    .iter()
+    .map(|row| room_from(row, "room"))
+    .collect::<StoreResult<Vec<_>>>()?;
+    Ok(page_from(rooms, limit as usize, USER_ROOMS_CURSOR, RoomName::as_str))
 }
 
 /// Adds a membership inside `tx`; false when the connection was already in the room.

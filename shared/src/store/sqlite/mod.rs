@@ -12,6 +12,7 @@ mod codec;
 mod connections;
 mod history;
 mod idempotency;
+mod limits;
 mod membership;
 mod notifications;
 mod presence;
@@ -24,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -31,9 +33,9 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Sqlite, Transaction};
 
 use super::{
-    Appended, CallRecord, CallTransition, ConnectionRecord, HistoryQuery, IdempotencyClaim, Member, NewRoomEvent,
-    Notification, NotificationQuery, NotificationSelector, PresenceRecord, RemovedConnection, RoomEvent, Stats, Store,
-    StoreError, StoreResult,
+    Admission, Appended, CallRecord, CallTransition, ConnectionRecord, HistoryQuery, IdempotencyClaim, Member,
+    NewRoomEvent, Notification, NotificationQuery, NotificationSelector, Page, PresenceRecord, RateLimit,
+    RemovedConnection, RoomEvent, Stats, Store, StoreError, StoreResult,
 };
 use crate::ids::{ConnectionId, UserId};
 use crate::rooms::RoomName;
@@ -132,6 +134,10 @@ impl Store for SqliteStore {
         connections::delete_connection(self, id).await
     }
 
+    async fn set_token_expiry(&self, id: &ConnectionId, at: DateTime<Utc>) -> StoreResult<bool> {
+        connections::set_token_expiry(self, id, at).await
+    }
+
     async fn user_connections(&self, user: &UserId) -> StoreResult<Vec<ConnectionRecord>> {
         connections::user_connections(self, user).await
     }
@@ -150,6 +156,14 @@ impl Store for SqliteStore {
 
     async fn room_members(&self, room: &RoomName) -> StoreResult<Vec<Member>> {
         membership::room_members(self, room).await
+    }
+
+    async fn room_members_page(&self, room: &RoomName, after: Option<&str>, limit: u32) -> StoreResult<Page<Member>> {
+        membership::room_members_page(self, room, after, limit).await
+    }
+
+    async fn room_member_count(&self, room: &RoomName) -> StoreResult<u64> {
+        membership::room_member_count(self, room).await
     }
 
     async fn connection_rooms(&self, connection: &ConnectionId) -> StoreResult<Vec<RoomName>> {
@@ -178,6 +192,10 @@ impl Store for SqliteStore {
 
     async fn user_rooms(&self, user: &UserId) -> StoreResult<Vec<RoomName>> {
         membership::user_rooms(self, user).await
+    }
+
+    async fn user_rooms_page(&self, user: &UserId, after: Option<&str>, limit: u32) -> StoreResult<Page<RoomName>> {
+        membership::user_rooms_page(self, user, after, limit).await
     }
 
     async fn append_event(&self, event: NewRoomEvent) -> StoreResult<Appended> {
@@ -214,6 +232,10 @@ impl Store for SqliteStore {
 
     async fn release_idempotency(&self, key: &str) -> StoreResult<()> {
         idempotency::release_idempotency(self, key).await
+    }
+
+    async fn admit(&self, key: &str, limit: RateLimit, now: DateTime<Utc>) -> StoreResult<Admission> {
+        limits::admit(self, key, limit, now).await
     }
 
     async fn count_messages(&self, n: u64) -> StoreResult<()> {
