@@ -95,10 +95,7 @@ async fn check(deps: &Deps, record: &SqsMessage) -> Result<String, RecordError> 
 mod tests {
     use std::sync::Arc;
 
-    use async_trait::async_trait;
     use serde_json::{Value, json};
-
-    use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
     use crate::config::Config;
@@ -106,6 +103,7 @@ mod tests {
     use crate::ids::{ConnectionId, UserId};
     use crate::push::recording::RecordingPusher;
     use crate::rooms::RoomName;
+    use crate::store::faulty::{Fault, FaultyStore};
     use crate::store::sqlite::SqliteStore;
     use crate::store::*;
 
@@ -285,37 +283,34 @@ mod tests {
 
     #[tokio::test]
     async fn a_store_failure_returns_only_that_record_to_the_queue() {
-        let store = FailingCallStore {
-            inner: SqliteStore::in_memory().await.expect("in-memory store"),
-            failing_call: "call-broken".to_owned(),
-            failing_notifications: AtomicU32::new(0),
-        };
-        let f = fixture_over(Arc::new(store)).await;
-        call(&f.deps, "call-broken", CallState::Ringing).await;
-        call(&f.deps, "call-fine", CallState::Ringing).await;
+        let store = Arc::new(FaultyStore::new(Arc::new(SqliteStore::in_memory().await.expect("in-memory store"))));
+        let f = fixture_over(store.clone()).await;
+        call(&f.deps, "call-a", CallState::Ringing).await;
+        call(&f.deps, "call-b", CallState::Ringing).await;
+        store.set_faults(vec![Fault::CallOf("transition_call", 1)]);
         let records = vec![
-            record("m-broken", Some(&check_body("call-broken"))),
-            record("m-fine", Some(&check_body("call-fine"))),
+            record("m-a", Some(&check_body("call-a"))),
+            record("m-b", Some(&check_body("call-b"))),
             record("m-malformed", Some("{")),
         ];
 
         let response = handle(&f.deps, event(records)).await;
 
-        assert_eq!(failures(&response), ["m-broken"]);
-        assert_eq!(state_of(&f.deps, "call-broken").await, CallState::Ringing, "kept for the retry");
-        assert_eq!(state_of(&f.deps, "call-fine").await, CallState::Missed);
+        // Records are checked concurrently, so either check may be the one whose transition failed.
+        let failed = failures(&response);
+        assert_eq!(failed.len(), 1, "{response:?}");
+        let (broken, fine) = if failed[0] == "m-a" { ("call-a", "call-b") } else { ("call-b", "call-a") };
+        assert_eq!(state_of(&f.deps, broken).await, CallState::Ringing, "kept for the retry");
+        assert_eq!(state_of(&f.deps, fine).await, CallState::Missed);
         let serialised = serde_json::to_value(&response).expect("serialise");
-        assert_eq!(serialised, json!({"batchItemFailures": [{"itemIdentifier": "m-broken"}]}));
+        assert_eq!(serialised, json!({"batchItemFailures": [{"itemIdentifier": failed[0]}]}));
     }
 
     #[tokio::test]
     async fn a_check_that_failed_after_the_transition_stores_the_notification_on_its_retry_and_only_once() {
-        let store = FailingCallStore {
-            inner: SqliteStore::in_memory().await.expect("in-memory store"),
-            failing_call: String::new(),
-            failing_notifications: AtomicU32::new(1),
-        };
-        let f = fixture_over(Arc::new(store)).await;
+        let store = Arc::new(FaultyStore::new(Arc::new(SqliteStore::in_memory().await.expect("in-memory store"))));
+        store.set_faults(vec![Fault::CallOf("add_notification", 1)]);
+        let f = fixture_over(store).await;
         call(&f.deps, "call-retried", CallState::Ringing).await;
         let check = || event(vec![record("m-1", Some(&check_body("call-retried")))]);
         let count = |connection: &ConnectionId, name: &str| {
@@ -335,170 +330,5 @@ mod tests {
         assert_eq!((count(&f.alice, "call:missed"), count(&f.bob, "call:missed")), (1, 1), "frames not repeated");
         let bob = UserId::parse("bob").expect("user id");
         assert_eq!(f.deps.store.unread_notifications(&bob).await.expect("unread"), 1);
-    }
-
-    /// The SQLite store, except that every transition of one call fails as a backend fault would, and the first
-    /// `failing_notifications` notifications cannot be stored.
-    struct FailingCallStore {
-        inner: SqliteStore,
-        failing_call: String,
-        failing_notifications: AtomicU32,
-    }
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("injected store fault")]
-    struct InjectedFault;
-
-    #[async_trait]
-    impl Store for FailingCallStore {
-        async fn transition_call(&self, call_id: &str, transition: &CallTransition) -> StoreResult<CallRecord> {
-            if call_id == self.failing_call {
-                return Err(StoreError::backend(InjectedFault));
-            }
-            self.inner.transition_call(call_id, transition).await
-        }
-
-        // Everything else is the SQLite store's.
-
-        async fn put_connection(&self, connection: &ConnectionRecord, rooms: &[RoomName]) -> StoreResult<()> {
-            self.inner.put_connection(connection, rooms).await
-        }
-
-        async fn get_connection(&self, id: &ConnectionId) -> StoreResult<Option<ConnectionRecord>> {
-            self.inner.get_connection(id).await
-        }
-
-        async fn delete_connection(&self, id: &ConnectionId) -> StoreResult<Option<RemovedConnection>> {
-            self.inner.delete_connection(id).await
-        }
-
-        async fn user_connections(&self, user: &UserId) -> StoreResult<Vec<ConnectionRecord>> {
-            self.inner.user_connections(user).await
-        }
-
-        async fn all_connections(&self) -> StoreResult<Vec<ConnectionId>> {
-            self.inner.all_connections().await
-        }
-
-        async fn join_room(&self, connection: &ConnectionRecord, room: &RoomName) -> StoreResult<bool> {
-            self.inner.join_room(connection, room).await
-        }
-
-        async fn leave_room(&self, connection: &ConnectionId, room: &RoomName) -> StoreResult<bool> {
-            self.inner.leave_room(connection, room).await
-        }
-
-        async fn room_members(&self, room: &RoomName) -> StoreResult<Vec<Member>> {
-            self.inner.room_members(room).await
-        }
-
-        async fn connection_rooms(&self, connection: &ConnectionId) -> StoreResult<Vec<RoomName>> {
-            self.inner.connection_rooms(connection).await
-        }
-
-        async fn grant(&self, room: &RoomName, users: &[UserId]) -> StoreResult<()> {
-            self.inner.grant(room, users).await
-        }
-
-        async fn revoke(&self, room: &RoomName, users: &[UserId]) -> StoreResult<()> {
-            self.inner.revoke(room, users).await
-        }
-
-        async fn is_granted(&self, room: &RoomName, user: &UserId) -> StoreResult<bool> {
-            self.inner.is_granted(room, user).await
-        }
-
-        async fn room_grants(&self, room: &RoomName) -> StoreResult<Vec<UserId>> {
-            self.inner.room_grants(room).await
-        }
-
-        async fn record_participation(&self, user: &UserId, room: &RoomName) -> StoreResult<()> {
-            self.inner.record_participation(user, room).await
-        }
-
-        async fn user_rooms(&self, user: &UserId) -> StoreResult<Vec<RoomName>> {
-            self.inner.user_rooms(user).await
-        }
-
-        async fn append_event(&self, event: NewRoomEvent) -> StoreResult<Appended> {
-            self.inner.append_event(event).await
-        }
-
-        async fn history(&self, room: &RoomName, query: HistoryQuery) -> StoreResult<Vec<RoomEvent>> {
-            self.inner.history(room, query).await
-        }
-
-        async fn get_event(&self, room: &RoomName, id: &str) -> StoreResult<Option<RoomEvent>> {
-            self.inner.get_event(room, id).await
-        }
-
-        async fn count_unread(&self, room: &RoomName, after_seq: u64, reader: &UserId) -> StoreResult<u64> {
-            self.inner.count_unread(room, after_seq, reader).await
-        }
-
-        async fn mark_read(&self, user: &UserId, room: &RoomName, seq: u64) -> StoreResult<u64> {
-            self.inner.mark_read(user, room, seq).await
-        }
-
-        async fn read_watermark(&self, user: &UserId, room: &RoomName) -> StoreResult<u64> {
-            self.inner.read_watermark(user, room).await
-        }
-
-        async fn claim_idempotency(&self, key: &str, ttl_seconds: u64) -> StoreResult<IdempotencyClaim> {
-            self.inner.claim_idempotency(key, ttl_seconds).await
-        }
-
-        async fn complete_idempotency(&self, key: &str, result: &Value) -> StoreResult<()> {
-            self.inner.complete_idempotency(key, result).await
-        }
-
-        async fn release_idempotency(&self, key: &str) -> StoreResult<()> {
-            self.inner.release_idempotency(key).await
-        }
-
-        async fn count_messages(&self, n: u64) -> StoreResult<()> {
-            self.inner.count_messages(n).await
-        }
-
-        async fn stats(&self) -> StoreResult<Stats> {
-            self.inner.stats().await
-        }
-
-        async fn set_presence(&self, record: &PresenceRecord) -> StoreResult<()> {
-            self.inner.set_presence(record).await
-        }
-
-        async fn get_presence(&self, users: &[UserId]) -> StoreResult<Vec<PresenceRecord>> {
-            self.inner.get_presence(users).await
-        }
-
-        async fn add_notification(&self, notification: &Notification) -> StoreResult<bool> {
-            let fail =
-                self.failing_notifications.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-            if fail.is_ok() {
-                return Err(StoreError::backend(InjectedFault));
-            }
-            self.inner.add_notification(notification).await
-        }
-
-        async fn list_notifications(&self, user: &UserId, query: &NotificationQuery) -> StoreResult<Vec<Notification>> {
-            self.inner.list_notifications(user, query).await
-        }
-
-        async fn mark_notifications_read(&self, user: &UserId, selector: &NotificationSelector) -> StoreResult<u64> {
-            self.inner.mark_notifications_read(user, selector).await
-        }
-
-        async fn unread_notifications(&self, user: &UserId) -> StoreResult<u64> {
-            self.inner.unread_notifications(user).await
-        }
-
-        async fn create_call(&self, call: &CallRecord) -> StoreResult<()> {
-            self.inner.create_call(call).await
-        }
-
-        async fn get_call(&self, call_id: &str) -> StoreResult<Option<CallRecord>> {
-            self.inner.get_call(call_id).await
-        }
     }
 }

@@ -51,6 +51,7 @@ pub fn caller_of(event: &ApiGatewayWebsocketProxyRequest, config: &Config) -> Re
         email: identity.email.clone(),
         connected_at,
         expires_at: connected_at + ttl,
+        token_expires_at: None,
     };
     Ok(Caller { identity, connection })
 }

@@ -15,9 +15,9 @@ use futures::future::join_all;
 use serde_json::json;
 
 use super::{
-    CallRecord, CallState, CallTransition, CallType, ConnectionRecord, HistoryQuery, IdempotencyClaim, Member,
-    NewRoomEvent, Notification, NotificationQuery, NotificationSelector, PresenceRecord, PresenceStatus, RoomEvent,
-    Store, StoreError,
+    Admission, CallRecord, CallState, CallTransition, CallType, ConnectionRecord, HistoryQuery, IdempotencyClaim,
+    Member, NewRoomEvent, Notification, NotificationQuery, NotificationSelector, PresenceRecord, PresenceStatus,
+    RateLimit, RoomEvent, Store, StoreError, StoreResult,
 };
 use crate::ids::{ConnectionId, UserId};
 use crate::rooms::RoomName;
@@ -46,7 +46,13 @@ macro_rules! with_every_case {
             stats_count_connections_rooms_messages,
             presence_set_and_get,
             notifications_list_page_filter_and_mark_read,
-            calls_transition_conditionally
+            calls_transition_conditionally,
+            token_expiry_round_trips_and_extends,
+            room_members_page_through_every_member_once,
+            user_rooms_page_through_grants_and_participation_once,
+            a_cursor_from_elsewhere_is_invalid,
+            room_member_count_follows_joins_and_leaves,
+            admit_allows_a_burst_then_limits_with_retry_after
         }
     };
 }
@@ -277,9 +283,12 @@ pub async fn append_event_is_idempotent_per_client_msg_id(store: &dyn Store) {
     let elsewhere = store.append_event(new_event(&room("topic"), Some(&alice), Some("m1"), json!({}))).await;
     assert!(!elsewhere.expect("append in another room").duplicate, "client_msg_id is scoped to the room");
 
-    // Without a sender there is nobody to scope the id to, so the port makes no idempotency promise.
-    let anonymous = store.append_event(new_event(&chat, None, Some("m1"), json!({}))).await.expect("anonymous");
-    assert!(!anonymous.duplicate);
+    // Without a sender (a platform emit) the id is scoped to the room alone, apart from every sender's ids.
+    let emitted = store.append_event(new_event(&chat, None, Some("m1"), json!({}))).await.expect("emit");
+    assert!(!emitted.duplicate, "no sender is a scope of its own");
+    let emitted_again = store.append_event(new_event(&chat, None, Some("m1"), json!({}))).await.expect("emit retry");
+    assert!(emitted_again.duplicate, "a retried emit stores once");
+    assert_eq!(emitted_again.event, emitted.event);
     let plain = store.append_event(new_event(&chat, Some(&alice), None, json!({}))).await.expect("no client id");
     assert!(!plain.duplicate);
 
@@ -600,6 +609,152 @@ fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).expect("the current time is representable")
 }
 
+// ---- token expiry, paging, member counts, rate limits ----------------------------------------------------------
+
+pub async fn token_expiry_round_trips_and_extends(store: &dyn Store) {
+    let conn = connection(&user("refresher"));
+    store.put_connection(&conn, &[]).await.expect("put");
+    assert_eq!(store.get_connection(&conn.connection_id).await.expect("get"), Some(conn.clone()));
+
+    let later = now() + Duration::hours(3);
+    assert!(store.set_token_expiry(&conn.connection_id, later).await.expect("extend"));
+
+    let read = store.get_connection(&conn.connection_id).await.expect("get").expect("still there");
+    assert_eq!(read.token_expires_at, Some(later));
+    let listed = store.user_connections(&conn.user_id).await.expect("user connections");
+    assert_eq!(listed.iter().map(|c| c.token_expires_at).collect::<Vec<_>>(), [Some(later)], "listings see it too");
+    let unknown = store.set_token_expiry(&connection_id(), later).await.expect("unknown connection");
+    assert!(!unknown, "an unknown connection is false, not created");
+    let without = ConnectionRecord { token_expires_at: None, ..connection(&user("no-exp")) };
+    store.put_connection(&without, &[]).await.expect("put without exp");
+    let read = store.get_connection(&without.connection_id).await.expect("get").expect("there");
+    assert_eq!(read.token_expires_at, None);
+}
+
+/// Follows every page of a listing and returns the items in order.
+async fn all_pages<T, F>(limit: u32, mut page: impl FnMut(Option<String>) -> F) -> Vec<T>
+where
+    F: std::future::Future<Output = StoreResult<super::Page<T>>>,
+{
+    let mut items = Vec::new();
+    let mut cursor = None;
+    loop {
+        let next = page(cursor.take()).await.expect("page");
+        assert!(next.items.len() <= limit as usize, "a page holds at most `limit` items");
+        assert!(!next.items.is_empty() || items.is_empty(), "no empty page after the first");
+        items.extend(next.items);
+        match next.next {
+            Some(c) => cursor = Some(c),
+            None => return items,
+        }
+    }
+}
+
+pub async fn room_members_page_through_every_member_once(store: &dyn Store) {
+    let lobby = room("topic");
+    let mut expected = Vec::new();
+    for i in 0..7 {
+        let conn = connection(&user(&format!("member{i}")));
+        store.put_connection(&conn, std::slice::from_ref(&lobby)).await.expect("put");
+        expected.push(member(&conn));
+    }
+    expected.sort_by(|a, b| a.connection_id.as_str().cmp(b.connection_id.as_str()));
+
+    let lobby_ref = &lobby;
+    let paged =
+        all_pages(3, |after| async move { store.room_members_page(lobby_ref, after.as_deref(), 3).await }).await;
+
+    assert_eq!(paged, expected, "every member once, in connection id order");
+    let exact = store.room_members_page(&lobby, None, 7).await.expect("one page");
+    assert_eq!((exact.items.len(), exact.next), (7, None), "a page that ends the listing has no cursor");
+    let empty = store.room_members_page(&room("topic"), None, 3).await.expect("empty room");
+    assert_eq!((empty.items, empty.next), (Vec::new(), None));
+}
+
+pub async fn user_rooms_page_through_grants_and_participation_once(store: &dyn Store) {
+    let someone = user("pager");
+    let mut expected = Vec::new();
+    for i in 0..4 {
+        let granted = room("booking");
+        store.grant(&granted, std::slice::from_ref(&someone)).await.expect("grant");
+        expected.push(granted.clone());
+        if i % 2 == 0 {
+            // Granted and joined: still listed once.
+            store.record_participation(&someone, &granted).await.expect("participate");
+        }
+        let joined = room("topic");
+        store.record_participation(&someone, &joined).await.expect("participate");
+        expected.push(joined);
+    }
+    expected.sort();
+
+    let someone_ref = &someone;
+    let paged =
+        all_pages(3, |after| async move { store.user_rooms_page(someone_ref, after.as_deref(), 3).await }).await;
+
+    assert_eq!(paged, expected, "every room once, in name order");
+    assert_eq!(paged, store.user_rooms(&someone).await.expect("user rooms"), "the same rooms as the full listing");
+}
+
+pub async fn a_cursor_from_elsewhere_is_invalid(store: &dyn Store) {
+    let lobby = room("topic");
+    let someone = user("cursor");
+    for _ in 0..2 {
+        store.record_participation(&someone, &room("topic")).await.expect("participate");
+    }
+    let rooms_cursor = store.user_rooms_page(&someone, None, 1).await.expect("page").next.expect("a second page");
+
+    let garbage = store.room_members_page(&lobby, Some("not a cursor!"), 5).await;
+    let foreign = store.room_members_page(&lobby, Some(&rooms_cursor), 5).await;
+
+    assert!(matches!(garbage, Err(StoreError::InvalidCursor)), "{garbage:?}");
+    assert!(matches!(foreign, Err(StoreError::InvalidCursor)), "a cursor of another listing: {foreign:?}");
+}
+
+pub async fn room_member_count_follows_joins_and_leaves(store: &dyn Store) {
+    let lobby = room("topic");
+    let (a, b) = (connection(&user("counted")), connection(&user("counted")));
+    assert_eq!(store.room_member_count(&lobby).await.expect("count"), 0);
+
+    store.put_connection(&a, std::slice::from_ref(&lobby)).await.expect("put a");
+    store.put_connection(&b, &[]).await.expect("put b");
+    store.join_room(&b, &lobby).await.expect("join b");
+    store.join_room(&b, &lobby).await.expect("join b again");
+    assert_eq!(store.room_member_count(&lobby).await.expect("count"), 2, "a repeated join counts once");
+
+    store.leave_room(&b.connection_id, &lobby).await.expect("leave b");
+    store.delete_connection(&a.connection_id).await.expect("disconnect a");
+    assert_eq!(store.room_member_count(&lobby).await.expect("count"), 0);
+}
+
+pub async fn admit_allows_a_burst_then_limits_with_retry_after(store: &dyn Store) {
+    let bucket = format!("contract-limit-{}", suffix());
+    let limit = RateLimit { interval: std::time::Duration::from_millis(1000), burst: 3 };
+    let start = now();
+
+    for i in 0..3 {
+        let admitted = store.admit(&bucket, limit, start).await.expect("admit");
+        assert_eq!(admitted, Admission::Allowed, "event {i} of the burst");
+    }
+    let limited = store.admit(&bucket, limit, start).await.expect("admit");
+    assert_eq!(limited, Admission::Limited { retry_after: std::time::Duration::from_millis(1000) });
+    let later = store.admit(&bucket, limit, start + Duration::milliseconds(400)).await.expect("admit");
+    assert_eq!(later, Admission::Limited { retry_after: std::time::Duration::from_millis(600) }, "the wait shrinks");
+
+    // One interval later one event fits again, and only one.
+    let refilled = start + Duration::milliseconds(1000);
+    assert_eq!(store.admit(&bucket, limit, refilled).await.expect("admit"), Admission::Allowed);
+    assert!(matches!(store.admit(&bucket, limit, refilled).await.expect("admit"), Admission::Limited { .. }));
+
+    // Long idle: the bucket is full again and the whole burst is allowed.
+    let idle = start + Duration::seconds(60);
+    for _ in 0..3 {
+        assert_eq!(store.admit(&bucket, limit, idle).await.expect("admit"), Admission::Allowed);
+    }
+    let other = store.admit(&format!("{bucket}-other"), limit, start).await.expect("admit");
+    assert_eq!(other, Admission::Allowed, "buckets are independent");
+}
+
 fn user(prefix: &str) -> UserId {
     UserId::parse(format!("{prefix}-{}", suffix())).expect("valid user id")
 }
@@ -630,6 +785,7 @@ fn connection(user: &UserId) -> ConnectionRecord {
         email: None,
         connected_at,
         expires_at: connected_at + Duration::hours(2) + Duration::minutes(10),
+        token_expires_at: Some(connected_at + Duration::hours(1)),
     }
 }
 

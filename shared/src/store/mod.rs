@@ -19,6 +19,8 @@ pub use crate::protocol::{CallState, CallType, PresenceStatus};
 #[cfg(any(test, feature = "test-util"))]
 pub mod contract;
 pub mod dynamo;
+#[cfg(any(test, feature = "test-util"))]
+pub mod faulty;
 pub mod sqlite;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -32,6 +34,10 @@ pub enum StoreError {
     /// The item the operation needs does not exist.
     #[error("item not found")]
     NotFound,
+    /// A paging cursor that this store did not hand out (or that belongs to another listing). The caller's
+    /// mistake: answer it as invalid input.
+    #[error("invalid paging cursor")]
+    InvalidCursor,
     /// The backend failed or is unreachable. The operation had no effect, or is safe to retry.
     #[error("store backend failed")]
     Backend(#[source] BoxError),
@@ -54,6 +60,9 @@ pub struct ConnectionRecord {
     pub connected_at: DateTime<Utc>,
     /// After this instant the record is stale even if `$disconnect` never arrived (API Gateway's 2 h cap + margin).
     pub expires_at: DateTime<Utc>,
+    /// The `exp` of the token the connection authenticated with (or last refreshed to); `None` for tokens without
+    /// `exp`.
+    pub token_expires_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(any(test, feature = "test-util"))]
@@ -70,8 +79,33 @@ impl ConnectionRecord {
             email: None,
             connected_at: now,
             expires_at: now + chrono::Duration::hours(2),
+            token_expires_at: None,
         }
     }
+}
+
+/// GCRA rate limiting: one event every `interval`, with `burst` allowed at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub interval: std::time::Duration,
+    pub burst: u32,
+}
+
+/// The answer of [`Store::admit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Allowed,
+    /// Refused; the same request would be allowed after `retry_after`.
+    Limited {
+        retry_after: std::time::Duration,
+    },
+}
+
+/// One page of a listing, with an opaque cursor for the next page (None on the last page).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
 }
 
 /// What was removed when a connection was deleted.
@@ -101,8 +135,9 @@ pub struct NewRoomEvent {
     /// The event body. The store adds nothing to it; `seq` is returned beside it.
     pub data: Value,
     pub sender: Option<UserId>,
-    /// With `sender`, makes the append idempotent: a second append with the same (room, sender, client_msg_id)
-    /// returns the first event and `duplicate: true`, and allocates no sequence number.
+    /// Makes the append idempotent: a second append with the same (room, sender, client_msg_id) returns the first
+    /// event and `duplicate: true`, and allocates no sequence number. Without a sender (a platform emit) the key is
+    /// (room, client_msg_id): emit derives it from its `idempotencyKey`, so a retried emit stores once per room.
     pub client_msg_id: Option<String>,
     pub created_at: DateTime<Utc>,
 }
@@ -219,6 +254,51 @@ pub enum IdempotencyClaim {
     Completed(Value),
 }
 
+/// The GCRA step shared by the adapters, in milliseconds since the epoch: from the stored theoretical arrival time
+/// `tat` (None when the bucket is full), either the new `tat` to store (`Ok`) or how long until the event would be
+/// allowed (`Err`). Allowing `burst` events at once means tolerating a `tat` up to `(burst - 1) × interval` ahead.
+pub(crate) fn gcra_step(tat: Option<i64>, now: i64, limit: RateLimit) -> Result<i64, std::time::Duration> {
+    let interval = i64::try_from(limit.interval.as_millis()).unwrap_or(i64::MAX).max(1);
+    let tolerance = interval.saturating_mul(i64::from(limit.burst.max(1) - 1));
+    let base = tat.map_or(now, |tat| tat.max(now));
+    let ahead = base - now;
+    if ahead > tolerance {
+        Err(std::time::Duration::from_millis(u64::try_from(ahead - tolerance).unwrap_or(0)))
+    } else {
+        Ok(base.saturating_add(interval))
+    }
+}
+
+/// Cursors name the last item of the previous page, tagged with the listing they belong to and base64url-encoded:
+/// opaque to callers, and a cursor of one listing is refused by another. The adapters share these helpers.
+pub(crate) fn encode_cursor(listing: &str, last: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{listing}:{last}"))
+}
+
+/// The last item named by a cursor of `listing`, or [`StoreError::InvalidCursor`].
+pub(crate) fn decode_cursor(listing: &str, cursor: &str) -> StoreResult<String> {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).map_err(|_| StoreError::InvalidCursor)?;
+    let text = String::from_utf8(raw).map_err(|_| StoreError::InvalidCursor)?;
+    match text.split_once(':') {
+        Some((tag, last)) if tag == listing && !last.is_empty() => Ok(last.to_owned()),
+        _ => Err(StoreError::InvalidCursor),
+    }
+}
+
+/// Builds a page from up to `limit + 1` items read in order: the extra item only says that another page exists.
+pub(crate) fn page_from<T>(mut items: Vec<T>, limit: usize, listing: &str, key: impl Fn(&T) -> &str) -> Page<T> {
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next = if more { items.last().map(|last| encode_cursor(listing, key(last))) } else { None };
+    Page { items, next }
+}
+
+/// Listing tags of the cursors.
+pub(crate) const MEMBERS_CURSOR: &str = "members";
+pub(crate) const USER_ROOMS_CURSOR: &str = "rooms";
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // ---- connections ------------------------------------------------------------------------------------------
@@ -232,6 +312,9 @@ pub trait Store: Send + Sync + 'static {
     /// Removes the connection and every membership it holds. `Ok(None)` when the connection is unknown, so calling
     /// it twice (a `$disconnect` after a prune) is harmless.
     async fn delete_connection(&self, id: &ConnectionId) -> StoreResult<Option<RemovedConnection>>;
+
+    /// Extends a live connection's token expiry (after `auth:refresh`). `false` when the connection is unknown.
+    async fn set_token_expiry(&self, id: &ConnectionId, at: DateTime<Utc>) -> StoreResult<bool>;
 
     /// Every open connection of a user.
     async fn user_connections(&self, user: &UserId) -> StoreResult<Vec<ConnectionRecord>>;
@@ -249,6 +332,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every connection in the room (all pages), for fan-out.
     async fn room_members(&self, room: &RoomName) -> StoreResult<Vec<Member>>;
+
+    /// One page of the room's connections, in connection id order: work proportional to the page.
+    async fn room_members_page(&self, room: &RoomName, after: Option<&str>, limit: u32) -> StoreResult<Page<Member>>;
+
+    /// How many connections are in the room now (a maintained counter, not a scan).
+    async fn room_member_count(&self, room: &RoomName) -> StoreResult<u64>;
 
     /// The rooms a connection is in.
     async fn connection_rooms(&self, connection: &ConnectionId) -> StoreResult<Vec<RoomName>>;
@@ -271,6 +360,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Rooms the user takes part in: recorded participation and grants.
     async fn user_rooms(&self, user: &UserId) -> StoreResult<Vec<RoomName>>;
+
+    /// One page of [`Store::user_rooms`], in room name order: work proportional to the page.
+    async fn user_rooms_page(&self, user: &UserId, after: Option<&str>, limit: u32) -> StoreResult<Page<RoomName>>;
 
     // ---- room history -----------------------------------------------------------------------------------------
 
@@ -302,6 +394,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Frees a claimed key whose work failed, so a retry can do it.
     async fn release_idempotency(&self, key: &str) -> StoreResult<()>;
+
+    // ---- rate limits ------------------------------------------------------------------------------------------
+
+    /// Takes one event from the bucket `key` at `now`. State expires on its own (TTL) once the bucket is full again.
+    async fn admit(&self, key: &str, limit: RateLimit, now: DateTime<Utc>) -> StoreResult<Admission>;
 
     // ---- stats ------------------------------------------------------------------------------------------------
 

@@ -1,0 +1,82 @@
+//! The key schema: attribute names of the keys and index, and the `PK`/`SK` of every record (the table in the
+//! module documentation of [`super`]). Nothing here does I/O.
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+
+use super::codec::{Item, s};
+use crate::ids::{ConnectionId, UserId};
+use crate::rooms::RoomName;
+
+pub(super) const PK: &str = "PK";
+pub(super) const SK: &str = "SK";
+pub(super) const GSI1: &str = "GSI1";
+pub(super) const GSI1PK: &str = "GSI1PK";
+pub(super) const GSI1SK: &str = "GSI1SK";
+pub(super) const TTL: &str = "ttl";
+
+/// Keys longer than this are hashed: DynamoDB caps partition keys at 2048 bytes and sort keys at 1024.
+pub(super) const MAX_RAW_KEY_PART: usize = 512;
+
+pub(super) fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    HashMap::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))])
+}
+
+/// A key part taken from caller input, hashed when too long for a DynamoDB key.
+pub(super) fn key_part(raw: &str) -> String {
+    if raw.len() <= MAX_RAW_KEY_PART {
+        raw.to_owned()
+    } else {
+        let digest = Sha256::digest(raw.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("sha256:{hex}")
+    }
+}
+
+pub(super) fn conn_pk(id: &ConnectionId) -> String {
+    format!("CONN#{id}")
+}
+pub(super) fn user_pk(user: &UserId) -> String {
+    format!("USER#{user}")
+}
+pub(super) fn room_pk(room: &RoomName) -> String {
+    format!("ROOM#{room}")
+}
+pub(super) fn events_pk(room: &RoomName) -> String {
+    format!("EVT#{room}")
+}
+pub(super) fn seq_sk(seq: u64) -> String {
+    format!("SEQ#{seq:020}")
+}
+pub(super) fn notif_pk(user: &UserId) -> String {
+    format!("NOTIF#{user}")
+}
+pub(super) fn call_pk(call_id: &str) -> String {
+    format!("CALL#{}", key_part(call_id))
+}
+pub(super) fn idem_pk(key: &str) -> String {
+    format!("IDEM#{}", key_part(key))
+}
+pub(super) const META: &str = "META";
+pub(super) const COUNT: &str = "COUNT";
+pub(super) const COUNTER: &str = "COUNTER";
+pub(super) const UNREAD: &str = "UNREAD";
+pub(super) const PRESENCE: &str = "PRESENCE";
+pub(super) const STATS_PK: &str = "STATS";
+/// The global counters are spread over this many items (`STATS`/`GLOBAL#{n}`): one item takes at most 1,000 writes a
+/// second, and every message, connect and disconnect in the deployment adds to these counters. Reading them back is
+/// one BatchGetItem.
+pub(super) const STATS_SHARDS: u8 = 16;
+
+pub(super) fn stats_sk(shard: u8) -> String {
+    format!("GLOBAL#{shard:02}")
+}
+pub(super) const GRANT_ROOMS: &str = "ROOMS#GRANT#";
+pub(super) const PART_ROOMS: &str = "ROOMS#PART#";
+
+/// A rate-limit bucket (`RL#{key}`/`RL`).
+pub(super) fn limit_pk(key: &str) -> String {
+    format!("RL#{}", key_part(key))
+}
+pub(super) const LIMIT: &str = "RL";

@@ -1,0 +1,262 @@
+//! Room membership (join, leave, fan-out listing), grants and participation.
+
+use std::collections::BTreeSet;
+
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
+
+use super::codec::{Item, attr_count, attr_room, attr_string_set, attr_user, s, sk_suffix};
+use super::keys::{COUNT, GRANT_ROOMS, META, PART_ROOMS, SK, conn_pk, key, room_pk, user_pk};
+use super::requests::{CONDITION_FAILED, cancellation_reasons, reason_is};
+use super::{DynamoItemError, DynamoStore};
+use crate::ids::{ConnectionId, UserId};
+use crate::rooms::RoomName;
+use crate::store::{
+    ConnectionRecord, MEMBERS_CURSOR, Member, Page, StoreError, StoreResult, USER_ROOMS_CURSOR, decode_cursor,
+    page_from,
+};
+
+pub(super) async fn join_room(
+    store: &DynamoStore,
+    connection: &ConnectionRecord,
+    room: &RoomName,
+) -> StoreResult<bool> {
+    // One transaction: the membership appears only if it is new, and the connection's room set grows with it.
+    // If the connection item is gone (a concurrent disconnect), nothing is written, so no orphan is left.
+    let membership = Put::builder()
+        .table_name(&store.table)
+        .set_item(Some(DynamoStore::membership_item(connection, room)))
+        .condition_expression("attribute_not_exists(PK)")
+        .build()
+        .map_err(StoreError::backend)?;
+    let room_set = Update::builder()
+        .table_name(&store.table)
+        .set_key(Some(key(conn_pk(&connection.connection_id), META)))
+        .update_expression("ADD rooms :room")
+        .condition_expression("attribute_exists(PK)")
+        .expression_attribute_values(":room", AttributeValue::Ss(vec![room.as_str().to_owned()]))
+        .build()
+        .map_err(StoreError::backend)?;
+    let sent = store
+        .client
+        .transact_write_items()
+        .transact_items(TransactWriteItem::builder().put(membership).build())
+        .transact_items(TransactWriteItem::builder().update(room_set).build())
+        .send()
+        .await;
+    match sent {
+        Ok(_) => {}
+        Err(e) => {
+            return match cancellation_reasons(&e) {
+                Some(r) if reason_is(r, 0, CONDITION_FAILED) => Ok(false),
+                Some(r) if reason_is(r, 1, CONDITION_FAILED) => Err(StoreError::NotFound),
+                _ => Err(StoreError::backend(e)),
+            };
+        }
+    }
+    let became_active = store.adjust_member_counts(std::slice::from_ref(room), 1).await?;
+    store.adjust_stats(&[("active_rooms", became_active)]).await?;
+    Ok(true)
+}
+
+pub(super) async fn leave_room(store: &DynamoStore, connection: &ConnectionId, room: &RoomName) -> StoreResult<bool> {
+    // Membership first, room set second: the set stays a superset of the memberships if we stop in between.
+    let old = store
+        .client
+        .delete_item()
+        .table_name(&store.table)
+        .set_key(Some(key(room_pk(room), conn_pk(connection))))
+        .return_values(ReturnValue::AllOld)
+        .send()
+        .await
+        .map_err(StoreError::backend)?
+        .attributes
+        .filter(|a| !a.is_empty());
+    if old.is_none() {
+        return Ok(false);
+    }
+    let shrunk = store
+        .client
+        .update_item()
+        .table_name(&store.table)
+        .set_key(Some(key(conn_pk(connection), META)))
+        .update_expression("DELETE rooms :room")
+        .condition_expression("attribute_exists(PK)")
+        .expression_attribute_values(":room", AttributeValue::Ss(vec![room.as_str().to_owned()]))
+        .send()
+        .await;
+    match shrunk {
+        Ok(_) => {}
+        // The connection itself is gone (a concurrent disconnect cleaned up): nothing left to shrink.
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+        Err(e) => return Err(StoreError::backend(e)),
+    }
+    let became_empty = store.adjust_member_counts(std::slice::from_ref(room), -1).await?;
+    store.adjust_stats(&[("active_rooms", became_empty)]).await?;
+    Ok(true)
+}
+
+pub(super) async fn room_members(store: &DynamoStore, room: &RoomName) -> StoreResult<Vec<Member>> {
+    let items = store
+        .query_all(|| {
+            store
+                .query_prefix(&room_pk(room), "CONN#")
+                .projection_expression("SK, user_id")
+                // Fan-out tolerates a just-joined member missing; eventually consistent reads cost half.
+                .consistent_read(false)
+        })
+        .await?;
+    items
+        .iter()
+        .map(|item| {
+            Ok(Member {
+                connection_id: ConnectionId::parse(sk_suffix(item, "CONN#")?)
+                    .map_err(|_| StoreError::backend(DynamoItemError::Invalid(SK)))?,
+                user_id: attr_user(item, "user_id")?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn connection_rooms(store: &DynamoStore, connection: &ConnectionId) -> StoreResult<Vec<RoomName>> {
+    let item = store.get_item(key(conn_pk(connection), META)).projection_expression("rooms").send().await;
+    let item = item.map_err(StoreError::backend)?.item;
+    let mut rooms = Vec::new();
+    for raw in item.map_or(Ok(Vec::new()), |i| attr_string_set(&i, "rooms"))? {
+        rooms.push(RoomName::parse(raw).map_err(|_| StoreError::backend(DynamoItemError::Invalid("rooms")))?);
+    }
+    rooms.sort();
+    Ok(rooms)
+}
+
+pub(super) async fn grant(store: &DynamoStore, room: &RoomName, users: &[UserId]) -> StoreResult<()> {
+    let users: BTreeSet<&UserId> = users.iter().collect();
+    let mut writes = Vec::with_capacity(users.len() * 2);
+    for user in users {
+        let mut grant = key(room_pk(room), format!("GRANT#{user}"));
+        grant.insert("user_id".into(), s(user.as_str()));
+        writes.push(DynamoStore::put_request(grant)?);
+        let mut mirror = key(user_pk(user), format!("{GRANT_ROOMS}{room}"));
+        mirror.insert("room".into(), s(room.as_str()));
+        writes.push(DynamoStore::put_request(mirror)?);
+    }
+    store.batch_write(writes).await
+}
+
+pub(super) async fn revoke(store: &DynamoStore, room: &RoomName, users: &[UserId]) -> StoreResult<()> {
+    let users: BTreeSet<&UserId> = users.iter().collect();
+    let mut writes = Vec::with_capacity(users.len() * 2);
+    for user in users {
+        writes.push(DynamoStore::delete_request(key(room_pk(room), format!("GRANT#{user}")))?);
+        writes.push(DynamoStore::delete_request(key(user_pk(user), format!("{GRANT_ROOMS}{room}")))?);
+    }
+    store.batch_write(writes).await
+}
+
+pub(super) async fn is_granted(store: &DynamoStore, room: &RoomName, user: &UserId) -> StoreResult<bool> {
+    let out = store
+        .get_item(key(room_pk(room), format!("GRANT#{user}")))
+        .projection_expression("PK")
+        .send()
+        .await
+        .map_err(StoreError::backend)?;
+    Ok(out.item.is_some_and(|i| !i.is_empty()))
+}
+
+pub(super) async fn room_grants(store: &DynamoStore, room: &RoomName) -> StoreResult<Vec<UserId>> {
+    let items = store.query_all(|| store.query_prefix(&room_pk(room), "GRANT#")).await?;
+    items.iter().map(|item| attr_user(item, "user_id")).collect()
+}
+
+pub(super) async fn record_participation(store: &DynamoStore, user: &UserId, room: &RoomName) -> StoreResult<()> {
+    let mut item = key(user_pk(user), format!("{PART_ROOMS}{room}"));
+    item.insert("room".into(), s(room.as_str()));
+    store.client.put_item().table_name(&store.table).set_item(Some(item)).send().await.map_err(StoreError::backend)?;
+    Ok(())
+}
+
+pub(super) async fn user_rooms(store: &DynamoStore, user: &UserId) -> StoreResult<Vec<RoomName>> {
+    // Grants and participation share the `ROOMS#` prefix so both come back from one Query.
+    let items = store.query_all(|| store.query_prefix(&user_pk(user), "ROOMS#")).await?;
+    let rooms: BTreeSet<RoomName> = items.iter().map(|item| attr_room(item, "room")).collect::<StoreResult<_>>()?;
+    Ok(rooms.into_iter().collect())
+}
+
+/// One Query of `limit + 1` items from the cursor on: the extra item only says whether another page exists.
+pub(super) async fn room_members_page(
+    store: &DynamoStore,
+    room: &RoomName,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<Page<Member>> {
+    let after = after.map(|cursor| decode_cursor(MEMBERS_CURSOR, cursor)).transpose()?;
+    let limit = limit.max(1);
+    let items = query_page(store, &room_pk(room), "CONN#", after.as_deref(), limit).await?;
+    let members = items.iter().map(member_from_item).collect::<StoreResult<Vec<_>>>()?;
+    Ok(page_from(members, limit as usize, MEMBERS_CURSOR, |m| m.connection_id.as_str()))
+}
+
+/// The member counter item (`ROOM#{room}`/`COUNT`), maintained by every join and leave: one GetItem.
+pub(super) async fn room_member_count(store: &DynamoStore, room: &RoomName) -> StoreResult<u64> {
+    let item = store.fetch(key(room_pk(room), COUNT)).await?;
+    attr_count(item.as_ref(), "members")
+}
+
+/// Grants and participation are two sort-key ranges of the user's partition, each in room order: a page reads
+/// `limit + 1` items from the cursor on in each and merges them, so its cost is its size, not the listing's.
+pub(super) async fn user_rooms_page(
+    store: &DynamoStore,
+    user: &UserId,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<Page<RoomName>> {
+    let after = after.map(|cursor| decode_cursor(USER_ROOMS_CURSOR, cursor)).transpose()?;
+    let limit = limit.max(1);
+    let pk = user_pk(user);
+    let (granted, joined) = futures::try_join!(
+        query_page(store, &pk, GRANT_ROOMS, after.as_deref(), limit),
+        query_page(store, &pk, PART_ROOMS, after.as_deref(), limit),
+    )?;
+    let rooms: BTreeSet<RoomName> =
+        granted.iter().chain(&joined).map(|item| attr_room(item, "room")).collect::<StoreResult<_>>()?;
+    let rooms: Vec<RoomName> = rooms.into_iter().take(limit as usize + 1).collect();
+    Ok(page_from(rooms, limit as usize, USER_ROOMS_CURSOR, RoomName::as_str))
+}
+
+/// Up to `limit + 1` items of one partition whose sort key starts with `prefix`, after `prefix{after}`.
+async fn query_page(
+    store: &DynamoStore,
+    pk: &str,
+    prefix: &str,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<Item>> {
+    let want = limit as usize + 1;
+    let mut items = Vec::with_capacity(want);
+    // The start key need not exist: DynamoDB resumes after wherever it would sort.
+    let mut start = after.map(|after| key(pk.to_owned(), format!("{prefix}{after}")));
+    // A Query page stops at `Limit` items or 1 MB; keep reading only until the page is full.
+    while items.len() < want {
+        let remaining = i32::try_from(want - items.len()).unwrap_or(i32::MAX);
+        let out = store
+            .query_prefix(pk, prefix)
+            .limit(remaining)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(StoreError::backend)?;
+        items.extend(out.items.unwrap_or_default());
+        match out.last_evaluated_key {
+            Some(next) if !next.is_empty() => start = Some(next),
+            _ => break,
+        }
+    }
+    Ok(items)
+}
+
+fn member_from_item(item: &Item) -> StoreResult<Member> {
+    Ok(Member {
+        connection_id: ConnectionId::parse(sk_suffix(item, "CONN#")?)
+            .map_err(|_| StoreError::backend(DynamoItemError::Invalid(SK)))?,
+        user_id: attr_user(item, "user_id")?,
+    })
+}

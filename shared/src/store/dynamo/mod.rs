@@ -1,0 +1,332 @@
+//! The DynamoDB adapter of the store port: one table, keys designed for the access paths, no Scan except the
+//! explicit broadcast listing.
+//!
+//! It owns the physical layout of every record and the request patterns that keep multi-item changes consistent.
+//! It does not create tables in production: [`DynamoStore::create_table_if_missing`] exists for the local harness and
+//! the tests; deployed tables come from the SAM template.
+//!
+//! # Key design
+//!
+//! Every key is a pair of strings `PK`/`SK`. One overloaded global secondary index, `GSI1` (`GSI1PK`/`GSI1SK`,
+//! projection ALL), serves the single access path the base table cannot. `ttl` (epoch seconds) is the TTL attribute.
+//!
+//! | Record                      | PK                  | SK                              | Notes                                   |
+//! |-----------------------------|---------------------|---------------------------------|-----------------------------------------|
+//! | connection                  | `CONN#{id}`         | `META`                          | full record, `rooms` string set, `ttl`  |
+//! | user → connection (mirror)  | `USER#{user}`       | `CONN#{id}`                     | full record copy, `ttl`                 |
+//! | room → connection           | `ROOM#{room}`       | `CONN#{id}`                     | `user_id`, `ttl`                        |
+//! | room member count           | `ROOM#{room}`       | `COUNT`                         | `members` (drives `active_rooms`)       |
+//! | grant                       | `ROOM#{room}`       | `GRANT#{user}`                  |                                         |
+//! | user → granted room         | `USER#{user}`       | `ROOMS#GRANT#{room}`            | mirror of the grant                     |
+//! | participation               | `USER#{user}`       | `ROOMS#PART#{room}`             |                                         |
+//! | read watermark              | `USER#{user}`       | `READ#{room}`                   | `seq`                                   |
+//! | presence                    | `USER#{user}`       | `PRESENCE`                      |                                         |
+//! | room sequence counter       | `ROOM#{room}`       | `COUNTER`                       | `seq`                                   |
+//! | event                       | `EVT#{room}`        | `SEQ#{seq, 20 digits}`          | `GSI1PK=EVT#{room}`, `GSI1SK=ID#{id}`   |
+//! | client-message dedupe       | `EVT#{room}`        | `CMID#{sender}#{client_msg_id}` | copy of the first event                 |
+//! | notification                | `NOTIF#{user}`      | `N#{id}`                        |                                         |
+//! | unread notification counter | `NOTIF#{user}`      | `UNREAD`                        | `unread`                                |
+//! | call                        | `CALL#{id}`         | `CALL`                          |                                         |
+//! | idempotency key             | `IDEM#{key}`        | `IDEM`                          | `expires_at` (ms), `ttl`                |
+//! | global counters (16 shards) | `STATS`             | `GLOBAL#{00..15}`               | `active_connections`, `active_rooms`…   |
+//!
+//! Why these choices:
+//! - The connection → rooms path is a string set on the connection item rather than a second item per membership,
+//!   so a connect with N rooms writes N + 2 items (two BatchWriteItem calls for 30 rooms), and the rooms to clean up
+//!   are read back atomically by the same DeleteItem that removes the connection. The set is always a superset of
+//!   the memberships: it is written before a membership appears and shrunk after it disappears.
+//! - User → connections is a mirror item in the user's partition, not a GSI: presence decides "last connection
+//!   closed" from it, and a GSI's eventual consistency would report a user offline during a page reload.
+//! - Grants are mirrored into the user partition next to participation (`ROOMS#…`), so a user's conversations are
+//!   one Query.
+//! - Finding an event by id is the one path served by `GSI1`. It is eventually consistent, which is acceptable for
+//!   looking up events that clients have already received.
+//!
+//! # Consistency
+//!
+//! - `append_event` is one TransactWriteItems: the counter moves from the expected value to the next one, the event
+//!   item is created, and the dedupe item (when a client message id is given) is created, all or nothing. The
+//!   expected value comes from an in-process hint and, after a lost race, from the failed condition's old item, so
+//!   sequence numbers have no gaps even if a Lambda dies mid-append.
+//! - `join_room`, `add_notification` and `mark_notifications_read` are TransactWriteItems; call transitions,
+//!   watermarks, idempotency claims and `create_call` are conditional writes.
+//! - Member counts and global stats are atomic `ADD` counters updated after the items they count. A crash between the
+//!   two, or a TTL expiry of a connection whose `$disconnect` never arrived, leaves them off; they feed `/health`
+//!   only.
+
+mod admin;
+mod calls;
+mod client;
+mod codec;
+mod connections;
+mod counter;
+mod history;
+mod idempotency;
+mod keys;
+mod limits;
+mod membership;
+mod notifications;
+mod presence;
+mod requests;
+mod stats;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+pub use counter::RequestCounter;
+
+use client::{client_from_config, client_from_sdk_config};
+
+use super::{
+    Admission, Appended, CallRecord, CallTransition, ConnectionRecord, HistoryQuery, IdempotencyClaim, Member,
+    NewRoomEvent, Notification, NotificationQuery, NotificationSelector, Page, PresenceRecord, RateLimit,
+    RemovedConnection, RoomEvent, Stats, Store, StoreResult,
+};
+use crate::ids::{ConnectionId, UserId};
+use crate::rooms::RoomName;
+
+/// The store on one DynamoDB table. Cheap to clone: the SDK client and the sequence hints are shared.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    /// Page size for paginated Queries and Scans; `None` lets DynamoDB fill 1 MB pages.
+    page_size: Option<i32>,
+    /// The last sequence number this process saw per room, so an uncontended append is one request.
+    seq_hints: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+/// Why a DynamoDB answer could not be used. Carried inside [`StoreError::Backend`].
+#[derive(Debug, thiserror::Error)]
+pub enum DynamoItemError {
+    #[error("item attribute `{0}` is missing or has the wrong type")]
+    Attribute(&'static str),
+    #[error("item attribute `{0}` has an invalid value")]
+    Invalid(&'static str),
+    #[error("item attribute `{name}` is not valid JSON")]
+    Json {
+        name: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("item attribute `{name}` is not an RFC 3339 timestamp")]
+    Timestamp {
+        name: &'static str,
+        #[source]
+        source: chrono::ParseError,
+    },
+    #[error("DynamoDB left {0} batch requests unprocessed after retries")]
+    Unprocessed(usize),
+    #[error("room sequence counter stayed contended after {0} attempts")]
+    Contended(u32),
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into(), page_size: None, seq_hints: Arc::default() }
+    }
+
+    /// Builds a client from the AWS default configuration chain. With an `endpoint` (DynamoDB Local), the endpoint is
+    /// used and, when the environment names no credentials or region, fixed dummy credentials and `us-east-1` are
+    /// used so no AWS setup is needed. DynamoDB Local keeps one database per access key and region, so every local
+    /// process that uses this constructor sees the same tables.
+    pub async fn from_config(table: &str, endpoint: Option<&str>) -> Self {
+        Self::new(client_from_config(endpoint, None).await, table)
+    }
+
+    /// A store on `table` whose client comes from an SDK configuration loaded once and shared with the other AWS
+    /// clients (the Lambdas' wiring), with this adapter's retries and timeouts.
+    pub fn from_sdk_config(sdk_config: &aws_config::SdkConfig, table: &str) -> Self {
+        Self::new(client_from_sdk_config(aws_sdk_dynamodb::config::Builder::from(sdk_config), None), table)
+    }
+
+    /// [`DynamoStore::from_config`] with a [`RequestCounter`] attached to the client.
+    pub async fn from_config_with_counter(table: &str, endpoint: Option<&str>, counter: &RequestCounter) -> Self {
+        Self::new(client_from_config(endpoint, Some(counter)).await, table)
+    }
+
+    /// Caps Query and Scan pages at `items` so tests can exercise pagination without megabytes of data.
+    pub fn with_page_size(mut self, items: i32) -> Self {
+        self.page_size = Some(items.max(1));
+        self
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// Every operation delegates to the module of its aggregate, which owns the request patterns.
+#[async_trait]
+impl Store for DynamoStore {
+    async fn put_connection(&self, connection: &ConnectionRecord, rooms: &[RoomName]) -> StoreResult<()> {
+        connections::put_connection(self, connection, rooms).await
+    }
+
+    async fn get_connection(&self, id: &ConnectionId) -> StoreResult<Option<ConnectionRecord>> {
+        connections::get_connection(self, id).await
+    }
+
+    async fn delete_connection(&self, id: &ConnectionId) -> StoreResult<Option<RemovedConnection>> {
+        connections::delete_connection(self, id).await
+    }
+
+    async fn set_token_expiry(&self, id: &ConnectionId, at: DateTime<Utc>) -> StoreResult<bool> {
+        connections::set_token_expiry(self, id, at).await
+    }
+
+    async fn user_connections(&self, user: &UserId) -> StoreResult<Vec<ConnectionRecord>> {
+        connections::user_connections(self, user).await
+    }
+
+    async fn all_connections(&self) -> StoreResult<Vec<ConnectionId>> {
+        connections::all_connections(self).await
+    }
+
+    async fn join_room(&self, connection: &ConnectionRecord, room: &RoomName) -> StoreResult<bool> {
+        membership::join_room(self, connection, room).await
+    }
+
+    async fn leave_room(&self, connection: &ConnectionId, room: &RoomName) -> StoreResult<bool> {
+        membership::leave_room(self, connection, room).await
+    }
+
+    async fn room_members(&self, room: &RoomName) -> StoreResult<Vec<Member>> {
+        membership::room_members(self, room).await
+    }
+
+    async fn room_members_page(&self, room: &RoomName, after: Option<&str>, limit: u32) -> StoreResult<Page<Member>> {
+        membership::room_members_page(self, room, after, limit).await
+    }
+
+    async fn room_member_count(&self, room: &RoomName) -> StoreResult<u64> {
+        membership::room_member_count(self, room).await
+    }
+
+    async fn connection_rooms(&self, connection: &ConnectionId) -> StoreResult<Vec<RoomName>> {
+        membership::connection_rooms(self, connection).await
+    }
+
+    async fn grant(&self, room: &RoomName, users: &[UserId]) -> StoreResult<()> {
+        membership::grant(self, room, users).await
+    }
+
+    async fn revoke(&self, room: &RoomName, users: &[UserId]) -> StoreResult<()> {
+        membership::revoke(self, room, users).await
+    }
+
+    async fn is_granted(&self, room: &RoomName, user: &UserId) -> StoreResult<bool> {
+        membership::is_granted(self, room, user).await
+    }
+
+    async fn room_grants(&self, room: &RoomName) -> StoreResult<Vec<UserId>> {
+        membership::room_grants(self, room).await
+    }
+
+    async fn record_participation(&self, user: &UserId, room: &RoomName) -> StoreResult<()> {
+        membership::record_participation(self, user, room).await
+    }
+
+    async fn user_rooms(&self, user: &UserId) -> StoreResult<Vec<RoomName>> {
+        membership::user_rooms(self, user).await
+    }
+
+    async fn user_rooms_page(&self, user: &UserId, after: Option<&str>, limit: u32) -> StoreResult<Page<RoomName>> {
+        membership::user_rooms_page(self, user, after, limit).await
+    }
+
+    async fn append_event(&self, event: NewRoomEvent) -> StoreResult<Appended> {
+        history::append_event(self, event).await
+    }
+
+    async fn history(&self, room: &RoomName, query: HistoryQuery) -> StoreResult<Vec<RoomEvent>> {
+        history::history(self, room, query).await
+    }
+
+    async fn get_event(&self, room: &RoomName, id: &str) -> StoreResult<Option<RoomEvent>> {
+        history::get_event(self, room, id).await
+    }
+
+    async fn count_unread(&self, room: &RoomName, after_seq: u64, reader: &UserId) -> StoreResult<u64> {
+        history::count_unread(self, room, after_seq, reader).await
+    }
+
+    async fn mark_read(&self, user: &UserId, room: &RoomName, seq: u64) -> StoreResult<u64> {
+        history::mark_read(self, user, room, seq).await
+    }
+
+    async fn read_watermark(&self, user: &UserId, room: &RoomName) -> StoreResult<u64> {
+        history::read_watermark(self, user, room).await
+    }
+
+    async fn claim_idempotency(&self, key_raw: &str, ttl_seconds: u64) -> StoreResult<IdempotencyClaim> {
+        idempotency::claim_idempotency(self, key_raw, ttl_seconds).await
+    }
+
+    async fn complete_idempotency(&self, key_raw: &str, result: &Value) -> StoreResult<()> {
+        idempotency::complete_idempotency(self, key_raw, result).await
+    }
+
+    async fn release_idempotency(&self, key_raw: &str) -> StoreResult<()> {
+        idempotency::release_idempotency(self, key_raw).await
+    }
+
+    async fn admit(&self, key: &str, limit: RateLimit, now: DateTime<Utc>) -> StoreResult<Admission> {
+        limits::admit(self, key, limit, now).await
+    }
+
+    async fn count_messages(&self, n_messages: u64) -> StoreResult<()> {
+        stats::count_messages(self, n_messages).await
+    }
+
+    async fn stats(&self) -> StoreResult<Stats> {
+        stats::stats(self).await
+    }
+
+    async fn set_presence(&self, record: &PresenceRecord) -> StoreResult<()> {
+        presence::set_presence(self, record).await
+    }
+
+    async fn get_presence(&self, users: &[UserId]) -> StoreResult<Vec<PresenceRecord>> {
+        presence::get_presence(self, users).await
+    }
+
+    async fn add_notification(&self, notification: &Notification) -> StoreResult<bool> {
+        notifications::add_notification(self, notification).await
+    }
+
+    async fn list_notifications(&self, user: &UserId, query: &NotificationQuery) -> StoreResult<Vec<Notification>> {
+        notifications::list_notifications(self, user, query).await
+    }
+
+    async fn mark_notifications_read(&self, user: &UserId, selector: &NotificationSelector) -> StoreResult<u64> {
+        notifications::mark_notifications_read(self, user, selector).await
+    }
+
+    async fn unread_notifications(&self, user: &UserId) -> StoreResult<u64> {
+        notifications::unread_notifications(self, user).await
+    }
+
+    async fn create_call(&self, call: &CallRecord) -> StoreResult<()> {
+        calls::create_call(self, call).await
+    }
+
+    async fn get_call(&self, call_id: &str) -> StoreResult<Option<CallRecord>> {
+        calls::get_call(self, call_id).await
+    }
+
+    async fn transition_call(&self, call_id: &str, transition: &CallTransition) -> StoreResult<CallRecord> {
+        calls::transition_call(self, call_id, transition).await
+    }
+}

@@ -1,0 +1,86 @@
+//! The counters behind `/health`: per-room member counts and the sharded global counters.
+
+use aws_sdk_dynamodb::types::ReturnValue;
+use futures::{StreamExt, TryStreamExt};
+
+use super::DynamoStore;
+use super::codec::{attr_count, attr_i64, n};
+use super::keys::{COUNT, STATS_PK, STATS_SHARDS, key, room_pk, stats_sk};
+use super::requests::ITEM_CONCURRENCY;
+use crate::rooms::RoomName;
+use crate::store::{Stats, StoreError, StoreResult};
+
+impl DynamoStore {
+    /// Adds `delta` to the member count of each room and returns how many rooms became non-empty (positive) or
+    /// empty (negative), which is what `active_rooms` moves by.
+    pub(super) async fn adjust_member_counts(&self, rooms: &[RoomName], delta: i64) -> StoreResult<i64> {
+        futures::stream::iter(rooms.iter().cloned())
+            .map(|room| async move {
+                let out = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(room_pk(&room), COUNT)))
+                    .update_expression("ADD members :d")
+                    .expression_attribute_values(":d", n(delta))
+                    .return_values(ReturnValue::UpdatedNew)
+                    .send()
+                    .await
+                    .map_err(StoreError::backend)?;
+                let now = attr_count(out.attributes.as_ref(), "members")?;
+                Ok::<i64, StoreError>(match (delta > 0, now) {
+                    (true, 1) => 1,
+                    (false, 0) => -1,
+                    _ => 0,
+                })
+            })
+            .buffer_unordered(ITEM_CONCURRENCY)
+            .try_fold(0i64, |sum, change| async move { Ok(sum + change) })
+            .await
+    }
+
+    /// Adds to the global counters in one UpdateItem on a random shard; zero deltas are left out.
+    pub(super) async fn adjust_stats(&self, deltas: &[(&str, i64)]) -> StoreResult<()> {
+        let deltas: Vec<_> = deltas.iter().filter(|(_, d)| *d != 0).collect();
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        let shard = uuid::Uuid::new_v4().as_bytes()[0] % STATS_SHARDS;
+        let mut request =
+            self.client.update_item().table_name(&self.table).set_key(Some(key(STATS_PK, stats_sk(shard))));
+        let mut parts = Vec::new();
+        for (i, (name, delta)) in deltas.iter().enumerate() {
+            parts.push(format!("#c{i} :d{i}"));
+            request = request
+                .expression_attribute_names(format!("#c{i}"), *name)
+                .expression_attribute_values(format!(":d{i}"), n(delta));
+        }
+        request.update_expression(format!("ADD {}", parts.join(", "))).send().await.map_err(StoreError::backend)?;
+        Ok(())
+    }
+}
+
+pub(super) async fn count_messages(store: &DynamoStore, n_messages: u64) -> StoreResult<()> {
+    store.adjust_stats(&[("total_messages", i64::try_from(n_messages).unwrap_or(i64::MAX))]).await
+}
+
+pub(super) async fn stats(store: &DynamoStore) -> StoreResult<Stats> {
+    let shards = store.batch_get((0..STATS_SHARDS).map(|shard| key(STATS_PK, stats_sk(shard))).collect()).await?;
+    // Each shard holds part of every counter; a shard can be negative on its own (a connect counted on one shard,
+    // its disconnect on another), only the sum means anything.
+    let sum = |name: &'static str| -> StoreResult<u64> {
+        let mut total = 0i64;
+        for shard in &shards {
+            if shard.contains_key(name) {
+                total = total.saturating_add(attr_i64(shard, name)?);
+            }
+        }
+        Ok(u64::try_from(total).unwrap_or(0))
+    };
+    Ok(Stats {
+        active_connections: sum("active_connections")?,
+        active_rooms: sum("active_rooms")?,
+        total_connections: sum("total_connections")?,
+        total_messages: sum("total_messages")?,
+    })
+}

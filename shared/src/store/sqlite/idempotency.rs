@@ -1,0 +1,69 @@
+//! Idempotency keys: claim, complete and release, with expiry compared at claim time.
+
+use chrono::Utc;
+use serde_json::Value;
+
+use super::SqliteStore;
+use super::codec::column;
+use crate::store::{IdempotencyClaim, StoreError, StoreResult};
+
+/// A key is free again from its expiry instant on (`expires_at <= now`), so a ttl of 0 never blocks a retry.
+pub(super) async fn claim_idempotency(
+    store: &SqliteStore,
+    key: &str,
+    ttl_seconds: u64,
+) -> StoreResult<IdempotencyClaim> {
+    let now = Utc::now().timestamp_millis();
+    let ttl_ms = i64::try_from(ttl_seconds).unwrap_or(i64::MAX).saturating_mul(1000);
+    let mut tx = store.write_tx().await?;
+    let existing = sqlx::query("SELECT result, expires_at FROM idempotency WHERE key = ?")
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::backend)?;
+    if let Some(row) = existing {
+        let expires_at: i64 = column(&row, "expires_at")?;
+        if expires_at > now {
+            let result: Option<String> = column(&row, "result")?;
+            return match result {
+                None => Ok(IdempotencyClaim::InFlight),
+                Some(json) => {
+                    Ok(IdempotencyClaim::Completed(serde_json::from_str(&json).map_err(StoreError::backend)?))
+                }
+            };
+        }
+    }
+    sqlx::query(
+        "INSERT INTO idempotency (key, result, expires_at) VALUES (?, NULL, ?)
+         ON CONFLICT (key) DO UPDATE SET result = NULL, expires_at = excluded.expires_at",
+    )
+    .bind(key)
+    .bind(now.saturating_add(ttl_ms))
+    .execute(&mut *tx)
+    .await
+    .map_err(StoreError::backend)?;
+    tx.commit().await.map_err(StoreError::backend)?;
+    Ok(IdempotencyClaim::Claimed)
+}
+
+/// `NotFound` for a key nobody claimed (or whose claim was released): there is no claim to answer for.
+pub(super) async fn complete_idempotency(store: &SqliteStore, key: &str, result: &Value) -> StoreResult<()> {
+    let json = serde_json::to_string(result).map_err(StoreError::backend)?;
+    let updated = sqlx::query("UPDATE idempotency SET result = ? WHERE key = ?")
+        .bind(json)
+        .bind(key)
+        .execute(&store.writer)
+        .await
+        .map_err(StoreError::backend)?;
+    if updated.rows_affected() == 1 { Ok(()) } else { Err(StoreError::NotFound) }
+}
+
+/// Only an in-flight claim is freed: a late release after completion must not throw away the stored answer.
+pub(super) async fn release_idempotency(store: &SqliteStore, key: &str) -> StoreResult<()> {
+    sqlx::query("DELETE FROM idempotency WHERE key = ? AND result IS NULL")
+        .bind(key)
+        .execute(&store.writer)
+        .await
+        .map_err(StoreError::backend)?;
+    Ok(())
+}

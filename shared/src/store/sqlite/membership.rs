@@ -1,0 +1,223 @@
+//! Room membership (join, leave, fan-out listing), grants and participation.
+
+use sqlx::{Sqlite, Transaction};
+
+use super::SqliteStore;
+use super::codec::{connection_id_from, room_from, user_from};
+use crate::ids::{ConnectionId, UserId};
+use crate::rooms::RoomName;
+use crate::store::{
+    ConnectionRecord, MEMBERS_CURSOR, Member, Page, StoreError, StoreResult, USER_ROOMS_CURSOR, decode_cursor,
+    page_from,
+};
+
+/// `NotFound` when the connection is unknown (a concurrent disconnect removed it): no membership may outlive
+/// its connection, or the room would stay active in the stats and in fan-out forever.
+pub(super) async fn join_room(
+    store: &SqliteStore,
+    connection: &ConnectionRecord,
+    room: &RoomName,
+) -> StoreResult<bool> {
+    let mut tx = store.write_tx().await?;
+    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM connections WHERE connection_id = ?")
+        .bind(connection.connection_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::backend)?;
+    if exists.is_none() {
+        return Err(StoreError::NotFound);
+    }
+    let joined = insert_membership(&mut tx, &connection.connection_id, &connection.user_id, room).await?;
+    tx.commit().await.map_err(StoreError::backend)?;
+    Ok(joined)
+}
+
+pub(super) async fn leave_room(store: &SqliteStore, connection: &ConnectionId, room: &RoomName) -> StoreResult<bool> {
+    let result = sqlx::query("DELETE FROM memberships WHERE room = ? AND connection_id = ?")
+        .bind(room.as_str())
+        .bind(connection.as_str())
+        .execute(&store.writer)
+        .await
+        .map_err(StoreError::backend)?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub(super) async fn room_members(store: &SqliteStore, room: &RoomName) -> StoreResult<Vec<Member>> {
+    sqlx::query("SELECT connection_id, user_id FROM memberships WHERE room = ? ORDER BY connection_id")
+        .bind(room.as_str())
+        .fetch_all(&store.reader)
+        .await
+        .map_err(StoreError::backend)?
+        .iter()
+        .map(|row| {
+            Ok(Member { connection_id: connection_id_from(row, "connection_id")?, user_id: user_from(row, "user_id")? })
+        })
+        .collect()
+}
+
+pub(super) async fn room_members_page(
+    store: &SqliteStore,
+    room: &RoomName,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<Page<Member>> {
+    let after = after.map(|cursor| decode_cursor(MEMBERS_CURSOR, cursor)).transpose()?;
+    let limit = limit.max(1);
+    let members = sqlx::query(
+        "SELECT connection_id, user_id FROM memberships WHERE room = ? AND connection_id > ?
+         ORDER BY connection_id LIMIT ?",
+    )
+    .bind(room.as_str())
+    .bind(after.as_deref().unwrap_or(""))
+    .bind(i64::from(limit) + 1)
+    .fetch_all(&store.reader)
+    .await
+    .map_err(StoreError::backend)?
+    .iter()
+    .map(|row| {
+        Ok(Member { connection_id: connection_id_from(row, "connection_id")?, user_id: user_from(row, "user_id")? })
+    })
+    .collect::<StoreResult<Vec<_>>>()?;
+    Ok(page_from(members, limit as usize, MEMBERS_CURSOR, |m| m.connection_id.as_str()))
+}
+
+/// Counted on the membership primary key `(room, connection_id)`: SQLite walks only this room's index entries.
+pub(super) async fn room_member_count(store: &SqliteStore, room: &RoomName) -> StoreResult<u64> {
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE room = ?")
+        .bind(room.as_str())
+        .fetch_one(&store.reader)
+        .await
+        .map_err(StoreError::backend)?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+pub(super) async fn connection_rooms(store: &SqliteStore, connection: &ConnectionId) -> StoreResult<Vec<RoomName>> {
+    sqlx::query("SELECT room FROM memberships WHERE connection_id = ? ORDER BY room")
+        .bind(connection.as_str())
+        .fetch_all(&store.reader)
+        .await
+        .map_err(StoreError::backend)?
+        .iter()
+        .map(|row| room_from(row, "room"))
+        .collect()
+}
+
+pub(super) async fn grant(store: &SqliteStore, room: &RoomName, users: &[UserId]) -> StoreResult<()> {
+    let mut tx = store.write_tx().await?;
+    for user in users {
+        sqlx::query("INSERT INTO grants (room, user_id) VALUES (?, ?) ON CONFLICT (room, user_id) DO NOTHING")
+            .bind(room.as_str())
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::backend)?;
+    }
+    tx.commit().await.map_err(StoreError::backend)
+}
+
+pub(super) async fn revoke(store: &SqliteStore, room: &RoomName, users: &[UserId]) -> StoreResult<()> {
+    let mut tx = store.write_tx().await?;
+    for user in users {
+        sqlx::query("DELETE FROM grants WHERE room = ? AND user_id = ?")
+            .bind(room.as_str())
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::backend)?;
+    }
+    tx.commit().await.map_err(StoreError::backend)
+}
+
+pub(super) async fn is_granted(store: &SqliteStore, room: &RoomName, user: &UserId) -> StoreResult<bool> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM grants WHERE room = ? AND user_id = ?")
+        .bind(room.as_str())
+        .bind(user.as_str())
+        .fetch_optional(&store.reader)
+        .await
+        .map_err(StoreError::backend)?;
+    Ok(found.is_some())
+}
+
+pub(super) async fn room_grants(store: &SqliteStore, room: &RoomName) -> StoreResult<Vec<UserId>> {
+    sqlx::query("SELECT user_id FROM grants WHERE room = ? ORDER BY user_id")
+        .bind(room.as_str())
+        .fetch_all(&store.reader)
+        .await
+        .map_err(StoreError::backend)?
+        .iter()
+        .map(|row| user_from(row, "user_id"))
+        .collect()
+}
+
+pub(super) async fn record_participation(store: &SqliteStore, user: &UserId, room: &RoomName) -> StoreResult<()> {
+    sqlx::query("INSERT INTO participation (user_id, room) VALUES (?, ?) ON CONFLICT (user_id, room) DO NOTHING")
+        .bind(user.as_str())
+        .bind(room.as_str())
+        .execute(&store.writer)
+        .await
+        .map_err(StoreError::backend)?;
+    Ok(())
+}
+
+pub(super) async fn user_rooms(store: &SqliteStore, user: &UserId) -> StoreResult<Vec<RoomName>> {
+    // UNION (not UNION ALL) removes a room that is both granted and joined.
+    sqlx::query(
+        "SELECT room FROM participation WHERE user_id = ?1
+         UNION SELECT room FROM grants WHERE user_id = ?1
+         ORDER BY room",
+    )
+    .bind(user.as_str())
+    .fetch_all(&store.reader)
+    .await
+    .map_err(StoreError::backend)?
+    .iter()
+    .map(|row| room_from(row, "room"))
+    .collect()
+}
+
+pub(super) async fn user_rooms_page(
+    store: &SqliteStore,
+    user: &UserId,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<Page<RoomName>> {
+    let after = after.map(|cursor| decode_cursor(USER_ROOMS_CURSOR, cursor)).transpose()?;
+    let limit = limit.max(1);
+    // Each side of the UNION reads from its primary key or index starting at the cursor, so a page costs its size.
+    let rooms = sqlx::query(
+        "SELECT room FROM (
+             SELECT room FROM participation WHERE user_id = ?1 AND room > ?2
+             UNION SELECT room FROM grants WHERE user_id = ?1 AND room > ?2
+         ) ORDER BY room LIMIT ?3",
+    )
+    .bind(user.as_str())
+    .bind(after.as_deref().unwrap_or(""))
+    .bind(i64::from(limit) + 1)
+    .fetch_all(&store.reader)
+    .await
+    .map_err(StoreError::backend)?
+    .iter()
+    .map(|row| room_from(row, "room"))
+    .collect::<StoreResult<Vec<_>>>()?;
+    Ok(page_from(rooms, limit as usize, USER_ROOMS_CURSOR, RoomName::as_str))
+}
+
+/// Adds a membership inside `tx`; false when the connection was already in the room.
+pub(super) async fn insert_membership(
+    tx: &mut Transaction<'static, Sqlite>,
+    connection: &ConnectionId,
+    user: &UserId,
+    room: &RoomName,
+) -> StoreResult<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO memberships (room, connection_id, user_id) VALUES (?, ?, ?)
+         ON CONFLICT (room, connection_id) DO NOTHING",
+    )
+    .bind(room.as_str())
+    .bind(connection.as_str())
+    .bind(user.as_str())
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::backend)?;
+    Ok(inserted.rows_affected() == 1)
+}

@@ -1,0 +1,102 @@
+//! The contract suite and the adapter's own cases on in-memory and file-backed databases.
+
+use chrono::Utc;
+
+use super::*;
+use crate::store::contract;
+
+/// One `#[tokio::test]` per contract case, each on its own fresh in-memory store, so a failure names its case.
+macro_rules! contract_cases {
+    ($($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let store = SqliteStore::in_memory().await.expect("in-memory store opens");
+                contract::$case(&store).await;
+            }
+        )*
+    };
+}
+
+contract::with_every_case!(contract_cases);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_contract_case_passes_in_sequence_on_one_shared_store() {
+    let store = SqliteStore::in_memory().await.expect("in-memory store opens");
+    contract::run_all(&store).await;
+}
+
+#[tokio::test]
+async fn in_memory_stores_are_isolated_from_each_other() {
+    let (a, b) = (SqliteStore::in_memory().await.expect("store a"), SqliteStore::in_memory().await.expect("store b"));
+    let room = RoomName::parse("topic:isolation").expect("room");
+    let user = UserId::parse("isolated-user").expect("user");
+    a.record_participation(&user, &room).await.expect("participation in a");
+
+    assert_eq!(a.user_rooms(&user).await.expect("rooms in a"), [room]);
+    assert!(b.user_rooms(&user).await.expect("rooms in b").is_empty());
+}
+
+/// A temporary directory removed when the test ends, whether it passed or not.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        Self(std::env::temp_dir().join(format!("bellhop-sqlite-{}", uuid::Uuid::new_v4().simple())))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        // Cleanup is best effort: a leftover temp directory must not turn a passing test into a failure.
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn close(store: SqliteStore) {
+    store.writer.close().await;
+    store.reader.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_contract_case_passes_on_a_file_backed_store() {
+    // The file-backed store splits reads from writes across pools, which in-memory stores do not exercise.
+    let dir = TempDir::new();
+    let store = SqliteStore::open(&dir.0.join("bellhop.db")).await.expect("file store opens");
+    contract::run_all(&store).await;
+    close(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_file_backed_store_keeps_its_data_across_reopening() {
+    let dir = TempDir::new();
+    let path = dir.0.join("nested").join("bellhop.db");
+    let room = RoomName::parse("booking:reopen").expect("room");
+    let user = UserId::parse("reopen-user").expect("user");
+
+    let first = SqliteStore::open(&path).await.expect("store opens and creates its directories");
+    first.grant(&room, std::slice::from_ref(&user)).await.expect("grant");
+    let appended = first
+        .append_event(NewRoomEvent {
+            room: room.clone(),
+            id: uuid::Uuid::now_v7().to_string(),
+            event: "message".to_owned(),
+            data: serde_json::json!({ "text": "kept" }),
+            sender: Some(user.clone()),
+            client_msg_id: Some("m1".to_owned()),
+            created_at: Utc::now(),
+        })
+        .await
+        .expect("append");
+    // Reading through the read-only pool right after the write shows readers see committed data.
+    assert_eq!(first.get_event(&room, &appended.event.id).await.expect("read back"), Some(appended.event.clone()));
+    close(first).await;
+
+    let reopened = SqliteStore::open(&path).await.expect("store reopens and skips applied migrations");
+    let history = reopened.history(&room, HistoryQuery::Latest { limit: 10 }).await.expect("history");
+    let granted = reopened.is_granted(&room, &user).await.expect("grant lookup");
+    close(reopened).await;
+
+    assert_eq!(history, [appended.event]);
+    assert!(granted);
+}
