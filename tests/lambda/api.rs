@@ -50,6 +50,7 @@ async fn the_api_binary_answers_http_api_requests_with_the_router_and_the_templa
     assert_eq!(forbidden["statusCode"], 403, "{forbidden}");
     assert_eq!(me["statusCode"], 200, "{me}");
     assert!(me["body"].as_str().is_some_and(|body| body.contains("u-7")), "{me}");
+    stack.assert_permissions();
 }
 
 #[tokio::test]
@@ -66,4 +67,5 @@ async fn the_emit_binary_delivers_an_invoke_payload_and_answers_a_bad_one_withou
     assert_eq!(event["data"]["amount"], 12, "{event}");
     // A bad payload is an answer, not a function error: Lambda would retry an asynchronous invoke that failed.
     assert_eq!((&refused["error"]["code"], &refused["status"]), (&json!("MISSING_EVENT"), &json!(400)), "{refused}");
+    stack.assert_permissions();
 }

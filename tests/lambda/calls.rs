@@ -56,4 +56,5 @@ async fn a_call_from_the_message_binary_is_queued_on_sqs_and_the_call_timeout_bi
     assert_eq!(missed["data"]["callId"], call_id.as_str(), "{missed}");
     let call = stack.store.get_call(&call_id).await.expect("store").expect("the call");
     assert_eq!(call.state, CallState::Missed);
+    stack.assert_permissions();
 }

@@ -32,6 +32,7 @@ use serde_json::{Value, json};
 use shared::auth::{Claims, mint_token};
 use shared::config::Config;
 use shared::store::dynamo::DynamoStore;
+use tests::aws_calls::{RecordingProxy, Service};
 use tests::function_binaries;
 use tests::runtime_api::{FunctionProcess, INIT_TIMEOUT, LaunchSpec, Outcome, StartError};
 use tests::sam_env::{self, FunctionSpec, Resolver};
@@ -58,6 +59,8 @@ pub(crate) struct Stack {
     pub(crate) sqs: aws_sdk_sqs::Client,
     pub(crate) queue_url: String,
     pub(crate) harness: RunningHarness,
+    /// The functions' only way to DynamoDB, SQS and `@connections`: each records what IAM would be asked.
+    proxies: [RecordingProxy; 3],
 }
 
 impl Stack {
@@ -71,7 +74,7 @@ impl Stack {
         let credentials = Credentials::new(
             sam_env::ACCESS_KEY_ID,
             sam_env::SECRET_ACCESS_KEY,
-            Some(sam_env::SESSION_TOKEN.to_owned()),
+            Some("bellhop-lambda-test".to_owned()),
             None,
             "bellhop-lambda-test",
         );
@@ -102,6 +105,18 @@ impl Stack {
         options.pusher = PusherChoice::InProcess;
         let harness = local::spawn(options).await.expect("spawn the harness");
 
+        let proxies = [
+            RecordingProxy::start(&dynamodb, Service::DynamoDb).await.expect("DynamoDB proxy"),
+            RecordingProxy::start(&sqs_endpoint, Service::Sqs).await.expect("SQS proxy"),
+            RecordingProxy::start(
+                &harness.http_url,
+                Service::ManageConnections { api_id: WEBSOCKET_API_ID.to_owned() },
+            )
+            .await
+            .expect("@connections proxy"),
+        ];
+        let queue_name = queue_url.rsplit('/').next().unwrap_or_default().to_owned();
+
         let template = function_binaries::workspace_root().join("template.yaml");
         let resolver = Resolver::from_file(&template)
             .expect("read template.yaml")
@@ -111,15 +126,23 @@ impl Stack {
             .parameter("LogLevel", "DEBUG")
             .secret(SECRET_ARN, &secrets)
             .resource("Table", &table)
+            .resource(
+                "Table.Arn",
+                format!("arn:aws:dynamodb:{}:{}:table/{table}", sam_env::REGION, sam_env::ACCOUNT_ID),
+            )
             .resource("MissedCallQueue", &queue_url)
+            .resource(
+                "MissedCallQueue.Arn",
+                format!("arn:aws:sqs:{}:{}:{queue_name}", sam_env::REGION, sam_env::ACCOUNT_ID),
+            )
             .resource("WebSocketApi", WEBSOCKET_API_ID)
             .endpoint(
                 format!("https://{WEBSOCKET_API_ID}.execute-api.{}.amazonaws.com/{STAGE}", sam_env::REGION),
-                &harness.management_url,
+                format!("{}/{STAGE}", proxies[2].url()),
             )
-            .service_endpoint("DYNAMODB", &dynamodb)
-            .service_endpoint("SQS", &sqs_endpoint);
-        Some(Self { resolver, store, sqs, queue_url, harness })
+            .service_endpoint("DYNAMODB", proxies[0].url())
+            .service_endpoint("SQS", proxies[1].url());
+        Some(Self { resolver, store, sqs, queue_url, harness, proxies })
     }
 
     /// The resolved deployment of `functions/{package}`.
@@ -151,6 +174,27 @@ impl Stack {
             echo_output: std::env::var_os("TEST_LOG").is_some(),
         })
         .await
+    }
+
+    /// Fails the test unless every request the functions made to DynamoDB, SQS and `@connections` is allowed by
+    /// that function's policy in the template, as IAM would have decided on AWS.
+    pub(crate) fn assert_permissions(&self) {
+        let mut denied = Vec::new();
+        let mut seen = 0;
+        for call in self.proxies.iter().flat_map(RecordingProxy::calls) {
+            seen += 1;
+            let Some(package) = call.session.strip_prefix(sam_env::SESSION_TOKEN_PREFIX) else {
+                denied.push(format!("a request without a function's role session: {call:?}"));
+                continue;
+            };
+            if !self.spec(package).allows(&call.action, &call.resource) {
+                denied.push(format!("{package}: {} on {}", call.action, call.resource));
+            }
+        }
+        denied.sort();
+        denied.dedup();
+        assert!(seen > 0, "no request went through the recording proxies");
+        assert!(denied.is_empty(), "not allowed by template.yaml:\n{}", denied.join("\n"));
     }
 
     /// A real WebSocket client of the harness, authenticated as `user` (a customer) with the test secret.

@@ -2,10 +2,14 @@
 //! API Gateway would send, the later ones carrying the context the authorizer binary actually answered.
 
 use serde_json::{Value, json};
-use shared::ids::ConnectionId;
-use shared::store::Store;
+use shared::ids::{ConnectionId, UserId};
+use shared::rooms::RoomName;
+use shared::store::{ConnectionRecord, Store};
 
 use crate::{CONNECTION, JWT_SECRET, Stack, USER, body_of, fixture, invoke, invoke_error, message_event, token};
+
+/// A connection the store still lists but whose socket is gone: the harness's `@connections` answers 410 for it.
+const STALE_CONNECTION: &str = "gbgZZq7nvQAYKEj7Tw==";
 
 /// The authorizer fixture with `token` in its query string (or with no token at all).
 fn authorizer_request(token: Option<&str>) -> Value {
@@ -95,6 +99,8 @@ async fn connect_message_and_disconnect_binaries_keep_their_state_in_dynamodb_an
     assert_eq!(body_of(&joined)["ok"], true, "{joined}");
     let arrival = other.next_event("room:userJoined").await;
     assert_eq!(arrival["data"]["userId"], USER, "{arrival}");
+    let subscribed = other.request("presence:subscribe", json!({"userIds": [USER]})).await;
+    assert_eq!(subscribed["data"]["subscribed"], json!([USER]), "{subscribed}");
     let sent = invoke(&mut message, &fixture("apigw-message-send")).await;
     let ack = body_of(&sent);
     assert_eq!((&ack["id"], &ack["ok"], &ack["data"]["message"]["seq"]), (&json!("c-2"), &json!(true), &json!(1)));
@@ -111,6 +117,19 @@ async fn connect_message_and_disconnect_binaries_keep_their_state_in_dynamodb_an
     assert!(stack.store.get_connection(&id).await.expect("store").is_none());
     let departure = other.next_event("room:userLeft").await;
     assert_eq!(departure["data"]["userId"], USER, "{departure}");
+    let offline = other.next_event("presence:changed").await;
+    assert_eq!((&offline["data"]["userId"], &offline["data"]["online"]), (&json!(USER), &json!(false)), "{offline}");
+
+    // Coming back: the connect function tells the presence subscribers through @connections, and prunes a
+    // subscriber whose socket is gone (410) as $disconnect would.
+    let stale = ConnectionRecord::for_tests(STALE_CONNECTION, "u-9");
+    let presence_room = RoomName::presence_of(&UserId::parse(USER).expect("user id"));
+    stack.store.put_connection(&stale, &[presence_room]).await.expect("put a stale subscriber");
+    assert_eq!(invoke(&mut connect, &connect_event).await["statusCode"], 200);
+    let online = other.next_event("presence:changed").await;
+    assert_eq!((&online["data"]["userId"], &online["data"]["online"]), (&json!(USER), &json!(true)), "{online}");
+    assert!(stack.store.get_connection(&stale.connection_id).await.expect("store").is_none(), "stale subscriber kept");
+    stack.assert_permissions();
 }
 
 #[tokio::test]

@@ -29,7 +29,14 @@ pub const ACCOUNT_ID: &str = "123456789012";
 /// test's own store client must sign with the same key to see the functions' table.
 pub const ACCESS_KEY_ID: &str = "AKIDBELLHOPLOCAL";
 pub const SECRET_ACCESS_KEY: &str = "bellhop-local-dummy-secret";
-pub const SESSION_TOKEN: &str = "bellhop-local-session-token";
+/// The prefix of each function's session token; [`session_token`] gives the whole token.
+pub const SESSION_TOKEN_PREFIX: &str = "bellhop-local-session-";
+
+/// The session token of `package`'s role session. Each function has its own, as each has its own role on AWS, so a
+/// recording proxy can tell which function made a request (see `aws_calls`).
+pub fn session_token(package: &str) -> String {
+    format!("{SESSION_TOKEN_PREFIX}{package}")
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
@@ -75,6 +82,50 @@ pub struct FunctionSpec {
     /// The names of the variables that come from the template (Globals and the function's own), for tests that
     /// take one away.
     pub template_variables: Vec<String>,
+    /// The `Allow` statements of the function's `Policies`, resolved (conditions evaluated, ARNs filled in).
+    pub policy: Vec<PolicyStatement>,
+}
+
+/// One `Allow` statement of a function's policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyStatement {
+    pub sid: String,
+    pub actions: Vec<String>,
+    pub resources: Vec<String>,
+}
+
+impl FunctionSpec {
+    /// Whether one of the function's statements allows `action` on `resource` (IAM's matching: actions without
+    /// regard to case, `*` and `?` wildcards in both).
+    pub fn allows(&self, action: &str, resource: &str) -> bool {
+        self.policy.iter().any(|statement| {
+            statement.actions.iter().any(|a| wildcard_match(&a.to_ascii_lowercase(), &action.to_ascii_lowercase()))
+                && statement.resources.iter().any(|r| wildcard_match(r, resource))
+        })
+    }
+}
+
+/// IAM's wildcard match: `*` any run of characters, `?` any one character.
+pub fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let (pattern, text): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut p, mut t, mut star, mut mark) = (0, 0, None, 0);
+    while t < text.len() {
+        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
+            p += 1;
+            t += 1;
+        } else if p < pattern.len() && pattern[p] == '*' {
+            star = Some(p);
+            mark = t;
+            p += 1;
+        } else if let Some(s) = star {
+            p = s + 1;
+            mark += 1;
+            t = mark;
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|c| *c == '*')
 }
 
 /// Resolves the template's intrinsics against test values and local stand-ins.
@@ -190,7 +241,7 @@ impl Resolver {
             ("AWS_DEFAULT_REGION", REGION.to_owned()),
             ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID.to_owned()),
             ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.to_owned()),
-            ("AWS_SESSION_TOKEN", SESSION_TOKEN.to_owned()),
+            ("AWS_SESSION_TOKEN", session_token(package)),
             ("AWS_LAMBDA_FUNCTION_NAME", format!("bellhop-{logical_id}")),
             ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory_mb.to_string()),
             ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
@@ -222,7 +273,65 @@ impl Resolver {
         for (service, url) in &self.service_endpoints {
             env.insert(format!("AWS_ENDPOINT_URL_{service}"), url.clone());
         }
-        Ok(FunctionSpec { package: package.to_owned(), logical_id, memory_mb, timeout, env, template_variables })
+        let policy = self.policy(&logical_id, &properties["Policies"])?;
+        Ok(FunctionSpec {
+            package: package.to_owned(),
+            logical_id,
+            memory_mb,
+            timeout,
+            env,
+            template_variables,
+            policy,
+        })
+    }
+
+    /// The `Allow` statements of `Policies` (inline `Statement` lists only; the template uses no managed policies
+    /// or SAM policy templates, and one here is an error).
+    fn policy(&self, logical_id: &str, policies: &Value) -> Result<Vec<PolicyStatement>, TemplateError> {
+        let mut statements = Vec::new();
+        for policy in policies.as_sequence().into_iter().flatten() {
+            let Some(list) = policy["Statement"].as_sequence() else {
+                return Err(TemplateError::Unsupported {
+                    variable: format!("{logical_id}.Policies"),
+                    value: format!("{policy:?}"),
+                });
+            };
+            for statement in list {
+                let Some(statement) = self.evaluate_if(statement)? else { continue };
+                if statement["Effect"].as_str() != Some("Allow") {
+                    continue;
+                }
+                let name = format!("{logical_id}.Policies.{}", statement["Sid"].as_str().unwrap_or("?"));
+                let list_of = |value: &Value| -> Result<Vec<String>, TemplateError> {
+                    match value {
+                        Value::Sequence(items) => items.iter().map(|item| self.resolve(&name, item)).collect(),
+                        single => Ok(vec![self.resolve(&name, single)?]),
+                    }
+                };
+                statements.push(PolicyStatement {
+                    sid: statement["Sid"].as_str().unwrap_or_default().to_owned(),
+                    actions: list_of(&statement["Action"])?,
+                    resources: list_of(&statement["Resource"])?,
+                });
+            }
+        }
+        Ok(statements)
+    }
+
+    /// `Fn::If: [condition, then, else]` chosen by the template's `Conditions` (`Fn::Equals` of two values);
+    /// `None` for `Ref: AWS::NoValue`. Any other value is returned as is.
+    fn evaluate_if(&self, value: &Value) -> Result<Option<Value>, TemplateError> {
+        let Some(branches) = value.get("Fn::If").and_then(Value::as_sequence) else {
+            let no_value = value.get("Ref").and_then(Value::as_str) == Some("AWS::NoValue");
+            return Ok((!no_value).then(|| value.clone()));
+        };
+        let unsupported = || TemplateError::Unsupported { variable: "Fn::If".to_owned(), value: format!("{value:?}") };
+        let [condition, then, otherwise] = branches.as_slice() else { return Err(unsupported()) };
+        let condition = condition.as_str().ok_or_else(unsupported)?;
+        let operands = self.template["Conditions"][condition]["Fn::Equals"].as_sequence().ok_or_else(unsupported)?;
+        let [left, right] = operands.as_slice() else { return Err(unsupported()) };
+        let holds = self.resolve(condition, left)? == self.resolve(condition, right)?;
+        self.evaluate_if(if holds { then } else { otherwise })
     }
 
     fn functions(&self) -> impl Iterator<Item = (String, String, &Value)> {
