@@ -14,9 +14,9 @@ async fn a_call_from_the_message_binary_is_queued_on_sqs_and_the_call_timeout_bi
     let mut message = stack.start("message").await;
     let mut call_timeout = stack.start("call-timeout").await;
     assert_eq!(invoke(&mut connect, &fixture("apigw-connect")).await["statusCode"], 200);
-    // Only users who share a room may call each other.
-    assert_eq!(recipient.request("room:join", json!({"room": "topic:lobby"})).await["ok"], true);
-    let join = json!({"action": "room:join", "id": "j-1", "data": {"room": "topic:lobby"}});
+    // Only users who share a private conversation may call each other.
+    assert_eq!(recipient.request("room:join", json!({"room": "chat:u-42:u-7"})).await["ok"], true);
+    let join = json!({"action": "room:join", "id": "j-1", "data": {"room": "chat:u-42:u-7"}});
     assert_eq!(body_of(&invoke(&mut message, &message_event(&join)).await)["ok"], true);
 
     let initiated = invoke(

@@ -8,6 +8,9 @@ use shared::store::{ConnectionRecord, Store};
 
 use crate::{CONNECTION, JWT_SECRET, Stack, USER, body_of, fixture, invoke, invoke_error, message_event, token};
 
+/// The private conversation of the fixture user and the harness's client.
+const CHAT: &str = "chat:u-42:u-7";
+
 /// A connection the store still lists but whose socket is gone: the harness's `@connections` answers 410 for it.
 const STALE_CONNECTION: &str = "gbgZZq7nvQAYKEj7Tw==";
 
@@ -99,6 +102,10 @@ async fn connect_message_and_disconnect_binaries_keep_their_state_in_dynamodb_an
     assert_eq!(body_of(&joined)["ok"], true, "{joined}");
     let arrival = other.next_event("room:userJoined").await;
     assert_eq!(arrival["data"]["userId"], USER, "{arrival}");
+    // Presence is visible to those who share a private conversation.
+    assert_eq!(other.request("room:join", json!({"room": CHAT})).await["ok"], true);
+    let chat = json!({"action": "room:join", "id": "j-2", "data": {"room": CHAT}});
+    assert_eq!(body_of(&invoke(&mut message, &message_event(&chat)).await)["ok"], true);
     let subscribed = other.request("presence:subscribe", json!({"userIds": [USER]})).await;
     assert_eq!(subscribed["data"]["subscribed"], json!([USER]), "{subscribed}");
     let sent = invoke(&mut message, &fixture("apigw-message-send")).await;
@@ -129,6 +136,11 @@ async fn connect_message_and_disconnect_binaries_keep_their_state_in_dynamodb_an
     let online = other.next_event("presence:changed").await;
     assert_eq!((&online["data"]["userId"], &online["data"]["online"]), (&json!(USER), &json!(true)), "{online}");
     assert!(stack.store.get_connection(&stale.connection_id).await.expect("store").is_none(), "stale subscriber kept");
+    // The connect event carries the client's token in its query string; no function may log it.
+    let query_token = connect_event["queryStringParameters"]["token"].as_str().expect("the fixture's token");
+    for function in [&authorizer, &connect, &message, &disconnect] {
+        assert!(!function.logs().contains(query_token), "{} logged the token:\n{}", function.name(), function.logs());
+    }
     stack.assert_permissions();
 }
 
