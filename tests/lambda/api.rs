@@ -50,6 +50,19 @@ async fn the_api_binary_answers_http_api_requests_with_the_router_and_the_templa
     assert_eq!(forbidden["statusCode"], 403, "{forbidden}");
     assert_eq!(me["statusCode"], 200, "{me}");
     assert!(me["body"].as_str().is_some_and(|body| body.contains("u-7")), "{me}");
+
+    // Internal routes that write grants and close connections through the Management API (DELETE).
+    let members = json!({"users": ["u-7"]});
+    let key = [("x-api-key", INTERNAL_API_KEY)];
+    let granted =
+        invoke(&mut api, &http_request("PUT", "/internal/rooms/booking:1/members", &key, Some(&members))).await;
+    assert_eq!(granted["statusCode"], 200, "{granted}");
+    let connection_id = client.request("hello", json!({})).await["data"]["connectionId"].as_str().map(str::to_owned);
+    let connection_id = connection_id.expect("the client's connection id");
+    let path = format!("/internal/connections/{}", connection_id.replace('=', "%3D"));
+    let closed = invoke(&mut api, &http_request("DELETE", &path, &key, None)).await;
+    assert_eq!(closed["statusCode"], 200, "{closed}");
+    assert_eq!(body_of(&closed)["wasStale"], false, "{closed}");
     stack.assert_permissions();
 }
 

@@ -9,8 +9,12 @@
 //! `fixtures/`), and the tests check their answers, what they leave in DynamoDB, what they send to SQS and what
 //! reaches a real WebSocket client connected to the harness through `@connections`.
 //!
+//! The functions reach DynamoDB, SQS and `@connections` only through recording proxies (`tests::aws_calls`), and
+//! each scenario ends by checking every request they made against that function's policy in the template.
+//!
 //! So a variable the template does not set, a secret key misspelt, a `main.rs` that wires a handler to the wrong
-//! event type, or a client that ignores the endpoint it is given fails here, offline.
+//! event type, a client that ignores the endpoint it is given, or a permission the template does not grant fails
+//! here, offline.
 //!
 //! The binaries come from `scripts/build-functions.sh` (built once per run; a no-op when up to date) or from
 //! `BELLHOP_FUNCTION_BIN_DIR`. Needs `DYNAMODB_ENDPOINT` and `SQS_ENDPOINT`: skipped loudly without them, failing

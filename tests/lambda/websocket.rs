@@ -113,6 +113,12 @@ async fn connect_message_and_disconnect_binaries_keep_their_state_in_dynamodb_an
     assert_eq!((&ack["id"], &ack["ok"], &ack["data"]["message"]["seq"]), (&json!("c-2"), &json!(true), &json!(1)));
     let delivered = other.next_event("message:new").await;
     assert_eq!((&delivered["data"]["content"], &delivered["seq"]), (&json!("Running 5 minutes late"), &json!(1)));
+    // Reading by message id looks the message up through GSI1.
+    let message_id = delivered["data"]["id"].clone();
+    let read =
+        json!({"action": "message:read", "id": "r-1", "data": {"room": "topic:lobby", "messageIds": [message_id]}});
+    let read = body_of(&invoke(&mut message, &message_event(&read)).await);
+    assert_eq!((&read["ok"], &read["data"]["seq"]), (&json!(true), &json!(1)), "{read}");
     let pong = body_of(&invoke(&mut message, &fixture("apigw-message")).await);
     assert_eq!((&pong["id"], &pong["data"]["pong"]), (&json!("c-1"), &json!(true)), "{pong}");
     let malformed = body_of(&invoke(&mut message, &fixture("apigw-message-malformed")).await);
