@@ -146,7 +146,11 @@ async fn a_connection_cannot_join_more_rooms_than_the_limit() {
 
 #[tokio::test]
 async fn a_history_page_stops_at_its_byte_budget_and_pages_on() {
-    let hub = spawn_hub_with(|options| options.config.limits.max_content_chars = 8000).await;
+    let hub = spawn_hub_with(|options| {
+        options.config.limits.max_content_chars = 8000;
+        options.config.limits.inbound_burst = 100;
+    })
+    .await;
     let mut client = hub.connect(&hub.token("writer", "customer")).await.expect("connect");
     client.request("room:join", json!({"room": "topic:long"})).await;
     let big = "x".repeat(7990);
@@ -194,4 +198,116 @@ async fn a_join_ack_reports_the_participant_count() {
         .collect();
     assert_eq!(listed.len(), 4, "{members} {rest}");
     assert_eq!(rest["data"]["nextCursor"], Value::Null, "{rest}");
+}
+
+#[tokio::test]
+async fn a_flooding_connection_is_refused_before_any_write_then_closed() {
+    let hub = spawn_hub_with(|options| {
+        let limits = &mut options.config.limits;
+        (limits.inbound_per_second, limits.inbound_burst, limits.rate_strikes) = (1, 5, 5);
+    })
+    .await;
+    let mut flooder = hub.connect(&hub.token("flooder", "customer")).await.expect("connect");
+    let mut reader = hub.connect(&hub.token("reader", "customer")).await.expect("connect");
+    reader.request("room:join", json!({"room": "topic:flood"})).await;
+    flooder.request("room:join", json!({"room": "topic:flood"})).await;
+
+    for i in 0..40 {
+        let frame = json!({"action": "message:send", "id": format!("m{i}"), "data": {"room": "topic:flood", "content": format!("spam {i}")}});
+        if flooder.send_message(frame.to_string().into()).await.is_err() {
+            break;
+        }
+    }
+    let mut accepted = 0;
+    let mut refused = Vec::new();
+    let mut closing_notice = None;
+    while let Some(frame) = flooder.recv_json_within(Duration::from_secs(5)).await {
+        match (frame["type"].as_str(), frame["ok"].as_bool()) {
+            (Some("ack"), Some(true)) => accepted += 1,
+            (Some("ack"), Some(false)) => refused.push(frame),
+            (Some("event"), _) if frame["event"] == "error" => closing_notice = Some(frame),
+            _ => {}
+        }
+    }
+
+    assert!(flooder.is_closed(), "the connection is closed after it kept flooding");
+    assert!(!refused.is_empty(), "frames over the rate are refused");
+    for refusal in &refused {
+        assert_eq!(error_code(refusal), "RATE_LIMITED", "{refusal}");
+        assert!(refusal["error"]["retryAfterMs"].as_u64().is_some_and(|ms| ms > 0), "{refusal}");
+    }
+    let notice = closing_notice.expect("the reason is sent before the close");
+    assert_eq!(notice["data"]["code"], "RATE_LIMITED", "{notice}");
+    // Acks of stored messages may be lost with the close, so the check runs the other way: no refused frame was
+    // stored, and every acknowledged one was.
+    let history = reader.request("message:history", json!({"room": "topic:flood", "limit": 100})).await;
+    let stored: Vec<String> = history["data"]["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|event| event["data"]["content"].as_str().map(|c| c.replace("spam ", "m")))
+        .collect();
+    for refusal in &refused {
+        let id = refusal["id"].as_str().unwrap_or_default().to_owned();
+        assert!(!stored.contains(&id), "refused frame {id} was stored: {history}");
+    }
+    assert!(stored.len() >= accepted, "every acknowledged message was stored: {history}");
+}
+
+#[tokio::test]
+async fn a_burst_of_typing_costs_one_fan_out_per_interval() {
+    let hub = spawn_hub_with(|options| {
+        options.config.limits.typing_interval_ms = 60_000;
+        options.config.limits.inbound_burst = 100;
+    })
+    .await;
+    hub.grant("booking:5", &["typist", "watcher"]).await;
+    let mut typist = hub.connect(&hub.token("typist", "customer")).await.expect("connect");
+    let mut watcher = hub.connect(&hub.token("watcher", "provider")).await.expect("connect");
+    typist.request("room:join", json!({"room": "booking:5"})).await;
+    watcher.request("room:join", json!({"room": "booking:5"})).await;
+    watcher.drain(QUIET).await;
+
+    let mut coalesced = 0;
+    for _ in 0..50 {
+        let ack = typist.request("typing:start", json!({"room": "booking:5"})).await;
+        assert_eq!(ack["ok"], true, "{ack}");
+        coalesced += usize::from(ack["data"]["coalesced"] == true);
+    }
+    let stop = typist.request("typing:stop", json!({"room": "booking:5"})).await;
+
+    assert_eq!(coalesced, 49);
+    assert_eq!(stop["data"]["coalesced"], false, "a stop is never swallowed by the starts before it");
+    watcher.next_event("typing:start").await;
+    watcher.next_event("typing:stop").await;
+    watcher.expect_silence(QUIET).await;
+}
+
+#[tokio::test]
+async fn calls_are_limited_per_caller_and_one_rings_per_recipient() {
+    let hub = spawn_hub_with(|options| options.config.limits.calls_per_minute = 2).await;
+    for (booking, user) in [("booking:b", "bob"), ("booking:c", "carol"), ("booking:d", "dave")] {
+        hub.grant(booking, &["caller", user]).await;
+    }
+    let mut caller = hub.connect(&hub.token("caller", "customer")).await.expect("connect");
+    let mut recipients = Vec::new();
+    for user in ["bob", "carol", "dave"] {
+        recipients.push(hub.connect(&hub.token(user, "provider")).await.expect("connect"));
+    }
+    let call = |to: &str| json!({"recipientId": to, "callType": "audio"});
+
+    let first = caller.request("call:initiate", call("bob")).await;
+    let again = caller.request("call:initiate", call("bob")).await;
+    let second = caller.request("call:initiate", call("carol")).await;
+    let third = caller.request("call:initiate", call("dave")).await;
+
+    assert_eq!(first["data"]["state"], "ringing", "{first}");
+    assert_eq!(error_code(&again), "RATE_LIMITED", "{again}");
+    assert!(again["error"]["message"].as_str().unwrap_or("").contains("already ringing"), "{again}");
+    assert_eq!(second["data"]["state"], "ringing", "{second}");
+    assert_eq!(error_code(&third), "RATE_LIMITED", "{third}");
+    assert!(third["error"]["retryAfterMs"].as_u64().is_some_and(|ms| ms > 0), "{third}");
+    let bob = &mut recipients[0];
+    bob.next_event("call:incoming").await;
+    bob.expect_silence(QUIET).await;
 }

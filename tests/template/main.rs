@@ -460,12 +460,12 @@ fn environment(function: &Value) -> BTreeMap<String, Value> {
     variables
 }
 
-/// The names `Config::from_lookup` reads, parsed from its source: every `get("…")`, `secret("…"`, `number("…"`
-/// and `flag("…")` call. Parsing keeps this test in step with `config.rs` without a list to maintain.
+/// The names `Config::from_lookup` reads, parsed from its source: every `get("…")`, `secret("…"`, `number("…"`,
+/// `small("…"` and `flag("…")` call. Parsing keeps this test in step with `config.rs` without a list to maintain.
 fn config_variables() -> BTreeSet<String> {
     let source = std::fs::read_to_string(workspace().join("shared/src/config.rs")).expect("read config.rs");
     let mut names = BTreeSet::new();
-    for reader in ["get(\"", "secret(\"", "number(\"", "flag(\""] {
+    for reader in ["get(\"", "secret(\"", "number(\"", "small(\"", "flag(\""] {
         for (at, _) in source.match_indices(reader) {
             let preceded_by_ident = source[..at].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_');
             if preceded_by_ident {

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use super::Deps;
 use super::caller::Caller;
 use super::errors::{ActionError, ActionResult, HandlerError};
+use super::limits::{self, Verdict};
 use super::notifications::{NotificationInput, notify_once};
 use super::presence::{partition_visible, set_status};
 use crate::ids::{ConnectionId, UserId};
@@ -111,6 +112,16 @@ pub async fn initiate(deps: &Deps, caller: &Caller, request: InitiateCall) -> Ac
     let (visible, _) = partition_visible(deps, &caller.identity, vec![recipient.clone()]).await?;
     if visible.is_empty() {
         return Err(ActionError::forbidden("you can only call users you share a conversation with"));
+    }
+    // The pair is checked first, so a caller retrying the same recipient does not use up their calls per minute.
+    if let Verdict::Limited { retry_after } = limits::ring(deps, me, &recipient).await {
+        return Err(ActionError::rate_limited(
+            format!("a call to {recipient} is already ringing; wait before calling again"),
+            retry_after,
+        ));
+    }
+    if let Verdict::Limited { retry_after } = limits::call(deps, me).await {
+        return Err(ActionError::rate_limited("too many calls started; wait before calling again", retry_after));
     }
     let now = chrono::Utc::now();
     let call = CallRecord {
@@ -328,6 +339,11 @@ async fn announce_missed(deps: &Deps, call: &CallRecord) -> Result<(), HandlerEr
 
 /// Stores the recipient's "Missed call" notification, once: its id is derived from the call, so a retry finds it.
 async fn notify_missed(deps: &Deps, call: &CallRecord) -> Result<(), HandlerError> {
+    if limits::notification(deps, &call.recipient).await != Verdict::Allowed {
+        // The `call:missed` frames went out; only the stored reminder is skipped for a recipient flooded with calls.
+        tracing::warn!(call_id = %call.call_id, "missed-call notification skipped: recipient's notification limit");
+        return Ok(());
+    }
     let note = NotificationInput {
         title: "Missed call".to_owned(),
         message: format!(

@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::Deps;
 use super::caller::Caller;
 use super::errors::{ActionError, ActionResult};
+use super::limits::{self, Verdict};
 use super::membership::{check_access, last_seq, members_if_publisher};
 use crate::auth::Identity;
 use crate::ids::{ConnectionId, RoomName};
@@ -257,8 +258,8 @@ async fn record_read(
     Ok(watermark)
 }
 
-/// `typing:start` / `typing:stop {room}` → `{room, userId, name, role}` to the members who are not the sender. One query:
-/// the member list both proves membership and gives the recipients.
+/// `typing:start` / `typing:stop {room}` → `{room, userId, name, role}` to the members who are not the sender. One
+/// query: the member list both proves membership and gives the recipients.
 pub async fn typing(
     deps: &Deps,
     caller: &Caller,
@@ -267,6 +268,10 @@ pub async fn typing(
 ) -> ActionResult<TypingAck> {
     let room = RoomName::parse(request.room)?;
     let members = members_if_publisher(deps, caller, &room).await?;
+    // A burst of typing events costs at most one fan-out per interval; the rest are acknowledged as coalesced.
+    if limits::typing(deps, caller.id(), &room, event).await != Verdict::Allowed {
+        return Ok(TypingAck { room, coalesced: true });
+    }
     let user = &caller.identity.user_id;
     let typing = Typing {
         room: room.clone(),

@@ -9,12 +9,15 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::caller::{Caller, caller_of, response};
+use super::delivery::prune;
 use super::errors::{ActionError, ActionResult, HandlerError};
+use super::limits::{self, Verdict};
 use super::{Deps, calls, chat, membership, notifications, presence};
 use crate::protocol::payloads::Pong;
 use crate::protocol::{
     Action, ClientFrame, ErrorBody, ErrorCode, ServerFrame, events, now, parse_client_frame, parse_data, to_data,
 };
+use crate::push::PushError;
 
 #[tracing::instrument(name = "message", skip_all, fields(connection_id, user_id, action))]
 pub async fn handle(
@@ -35,7 +38,21 @@ pub async fn handle(
     span.record("user_id", caller.identity.user_id.as_str());
 
     let body = event.body.as_deref().unwrap_or("");
-    let frame = match parse_client_frame(body) {
+    let parsed = parse_client_frame(body);
+    // Every frame counts against the connection's rate, malformed ones too, and is refused before any store write
+    // or fan-out. The frame is parsed first only so that the refusal can be addressed to its request id.
+    if let Verdict::Limited { retry_after } = limits::inbound_frame(deps, caller.id()).await {
+        let id = match &parsed {
+            Ok(frame) => frame.id.clone(),
+            Err(rejected) => rejected.id.clone(),
+        };
+        if limits::strike(deps, caller.id()).await != Verdict::Allowed {
+            close_for_flooding(deps, &caller).await;
+        }
+        let refusal = ActionError::rate_limited("too many frames on this connection; slow down", retry_after);
+        return Ok(reply(id, Err(refusal), false));
+    }
+    let frame = match parsed {
         Ok(frame) => frame,
         Err(rejected) => {
             tracing::info!(code = rejected.error.code().as_str(), "rejected frame");
@@ -47,6 +64,22 @@ pub async fn handle(
     let is_hello = frame.action == Action::Hello;
     let outcome = dispatch(deps, &caller, frame).await;
     Ok(reply(id, outcome, is_hello))
+}
+
+/// Closes a connection that kept exceeding its rate after being told to slow down. The Management API closes with
+/// 1000 whatever the reason (API Gateway offers no other code), so the reason travels first as an `error` event.
+async fn close_for_flooding(deps: &Deps, caller: &Caller) {
+    tracing::warn!("closing a connection that keeps exceeding its rate limit");
+    let notice = ServerFrame::error_event(ErrorBody::new(
+        ErrorCode::RateLimited,
+        "connection closed: it kept exceeding its rate limit (policy violation, 1008)",
+    ));
+    deps.deliver(vec![caller.id().clone()], &notice).await;
+    match deps.pusher.disconnect(caller.id()).await {
+        Ok(()) => {}
+        Err(PushError::Gone) => prune(deps, caller.id()).await,
+        Err(error) => tracing::warn!(%error, "could not close a flooding connection"),
+    }
 }
 
 async fn dispatch(deps: &Deps, caller: &Caller, frame: ClientFrame) -> ActionResult<Value> {

@@ -32,6 +32,7 @@ pub mod delivery;
 pub mod disconnect;
 pub mod emit;
 pub mod errors;
+pub mod limits;
 pub mod membership;
 pub mod message;
 pub mod notifications;
