@@ -4,11 +4,12 @@
 //! traits with real adapters beside them; [`schedule`] is the SQS adapter of the missed-call timer. [`handlers`]
 //! maps Lambda events to domain calls and back; [`http`] is the HTTP API as an axum `Router`; [`aws`] loads the
 //! SDK configuration the AWS adapters share. [`config`] reads the
-//! environment once.
+//! environment once; [`gateway`] holds the limits API Gateway enforces.
 
 pub mod auth;
 pub mod aws;
 pub mod config;
+pub mod gateway;
 pub mod handlers;
 pub mod http;
 pub mod ids;

@@ -7,6 +7,7 @@ mod cli;
 mod dynamo_costs;
 mod emit;
 mod emulation;
+mod gateway_fidelity;
 mod http_api;
 mod protocol;
 mod sdk_pusher;
