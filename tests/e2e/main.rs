@@ -8,6 +8,7 @@ mod dynamo_costs;
 mod emit;
 mod emulation;
 mod gateway_fidelity;
+mod harness_safety;
 mod http_api;
 mod protocol;
 mod sdk_pusher;
