@@ -30,7 +30,6 @@ use axum::Router;
 use axum::http::Request;
 use shared::config::Config;
 use shared::handlers::Deps;
-use shared::handlers::calls::InProcessCallTimer;
 use shared::push::Pusher;
 use shared::store::Store;
 use tokio::net::TcpListener;
@@ -39,6 +38,7 @@ use tokio::task::JoinHandle;
 use tower_http::trace::TraceLayer;
 
 pub mod cli;
+pub mod delay_queue;
 pub mod edge;
 mod gateway;
 pub mod pusher;
@@ -232,9 +232,10 @@ pub async fn spawn(options: HarnessOptions) -> anyhow::Result<RunningHarness> {
         PusherChoice::InProcess => Arc::new(InProcessPusher::new(registry.clone())),
         PusherChoice::Sdk => Arc::new(sdk_pusher(&management_url, &credentials).await),
     };
-    let timer = InProcessCallTimer::new();
-    let deps = Arc::new(Deps::new(config, store, pusher, timer.clone()));
-    timer.bind(&deps);
+    // Missed calls go through an emulated SQS delay queue to `call-timeout`'s handler, as in the cloud.
+    let queue = delay_queue::DelayQueue::new(delay_queue::QueueSettings::default(), credentials.region.clone());
+    let deps = Arc::new(Deps::new(config, store, pusher, queue.clone()));
+    queue.start(&deps);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (sessions_tx, sessions_rx) = mpsc::channel(1);
