@@ -37,7 +37,6 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tower_http::trace::TraceLayer;
 
-pub mod cli;
 pub mod delay_queue;
 pub mod edge;
 mod gateway;

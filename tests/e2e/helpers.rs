@@ -344,14 +344,15 @@ impl TestClient {
     /// As [`TestClient::request`], waiting up to `wait` for the ack.
     pub(crate) async fn request_within(&mut self, action: &str, data: Value, wait: Duration) -> Value {
         self.next_id += 1;
-        let id = format!("t{}", self.next_id);
-        self.send_json(json!({"action": action, "id": id, "data": data})).await;
+        let request = cli::AckRequest::new(action, format!("t{}", self.next_id), data);
+        self.send_text(&request.to_text()).await;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let id = &request.id;
             let frame =
                 self.read_json(remaining).await.unwrap_or_else(|| panic!("no ack for {action} ({id}) within {wait:?}"));
-            if frame["type"] == "ack" && frame["id"] == id.as_str() {
+            if request.is_answered_by(&frame) {
                 return frame;
             }
             self.buffered.push_back(frame);
