@@ -321,7 +321,7 @@ print(info["Identity"]["SourceIp"])
     use secrecy::ExposeSecret;
     let credentials = &hub.credentials;
 
-    let output = tokio::process::Command::new(python)
+    let output = tokio::process::Command::new(&python)
         .args(["-c", script, &hub.management_url, &credentials.region, &credentials.access_key_id])
         .arg(credentials.secret_access_key.expose_secret())
         .arg(&id)
@@ -333,12 +333,13 @@ print(info["Identity"]["SourceIp"])
     assert_eq!(client.recv_text_within(RECV_TIMEOUT).await.as_deref(), Some("from boto3"));
 }
 
-/// `python3` when it can import boto3. Without it the test is skipped loudly, or fails with `TEST_INTEGRATION=1`
-/// (`scripts/test.sh` installs boto3).
-async fn python_with_boto3() -> Option<&'static str> {
-    let probe = tokio::process::Command::new("python3").args(["-c", "import boto3"]).output().await;
+/// A Python that can import boto3: `BOTO3_PYTHON` (which `scripts/test.sh` points at `.venv`, where boto3 is
+/// installed) or `python3`. Without one the test is skipped loudly, or fails with `TEST_INTEGRATION=1`.
+async fn python_with_boto3() -> Option<String> {
+    let python = std::env::var("BOTO3_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let probe = tokio::process::Command::new(&python).args(["-c", "import boto3"]).output().await;
     if probe.is_ok_and(|output| output.status.success()) {
-        return Some("python3");
+        return Some(python);
     }
     assert!(
         std::env::var("TEST_INTEGRATION").as_deref() != Ok("1"),
