@@ -40,6 +40,8 @@ start_or_reuse scripts/sqs-local.sh
 
 # Tests that need DynamoDB (or SQS) fail instead of skipping when this is set.
 export TEST_INTEGRATION=1
+# boto3 signs @connections requests in the harness's SigV4 test; it is installed in .venv with moto.
+export BOTO3_PYTHON="$PWD/.venv/bin/python"
 
 # The function binaries that tests/lambda starts under a local Lambda Runtime API, built once here (see the
 # script for the profile) and handed to the tests so that they do not run cargo themselves.

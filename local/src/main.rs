@@ -7,41 +7,55 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use local::{HarnessOptions, PusherChoice, StoreChoice};
-use secrecy::ExposeSecret;
 use shared::auth::{Claims, mint_token};
-use shared::config::{Config, DEV_INTERNAL_API_KEY, DEV_JWT_SECRET};
+use shared::config::{Config, HarnessPusher, HarnessStore};
 use tracing_subscriber::EnvFilter;
 
+/// Every setting defaults to what the configuration (`shared::config`, read from the environment) says; a flag
+/// overrides it for this run. No environment variable is read here.
 #[derive(Parser, Debug)]
 #[command(name = "local", about = "Bellhop's local harness: API Gateway WebSocket emulation + HTTP API")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Port on 127.0.0.1 (0 picks a free one).
-    #[arg(long, env = "BELLHOP_PORT", default_value_t = 3001)]
-    port: u16,
-    /// API Gateway stage: the WebSocket URL is ws://127.0.0.1:PORT/STAGE.
-    #[arg(long, env = "BELLHOP_STAGE", default_value = "local")]
-    stage: String,
-    #[arg(long, env = "BELLHOP_STORE", value_enum, default_value_t = StoreKind::Sqlite)]
-    store: StoreKind,
-    /// Where the SQLite database lives.
-    #[arg(long, env = "BELLHOP_DATA_DIR", default_value = ".data")]
-    data_dir: PathBuf,
-    /// DynamoDB endpoint for `--store dynamodb`, e.g. DynamoDB Local.
-    #[arg(long, env = "DYNAMODB_ENDPOINT", default_value = "http://127.0.0.1:8000")]
-    dynamodb_endpoint: String,
-    #[arg(long, env = "TABLE_NAME", default_value = "bellhop")]
-    table: String,
-    /// How handlers reach sockets: directly, or through the AWS SDK against this harness's @connections.
-    #[arg(long, env = "BELLHOP_PUSHER", value_enum, default_value_t = PusherKind::InProcess)]
-    pusher: PusherKind,
-    /// Close connections idle (no data frames either way) for this long. AWS: 600.
-    #[arg(long, env = "BELLHOP_IDLE_TIMEOUT_SECS", default_value_t = 600)]
-    idle_timeout_secs: u64,
-    /// Close every connection after this long. AWS: 7200.
-    #[arg(long, env = "BELLHOP_MAX_LIFETIME_SECS", default_value_t = 7200)]
-    max_lifetime_secs: u64,
+    /// Port on 127.0.0.1 (0 picks a free one) [BELLHOP_PORT, default 3001].
+    #[arg(long)]
+    port: Option<u16>,
+    /// API Gateway stage: the WebSocket URL is ws://127.0.0.1:PORT/STAGE [BELLHOP_STAGE, default local].
+    #[arg(long)]
+    stage: Option<String>,
+    /// Where data lives [BELLHOP_STORE, default sqlite].
+    #[arg(long, value_enum)]
+    store: Option<StoreKind>,
+    /// Where the SQLite database lives [BELLHOP_DATA_DIR, default .data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// DynamoDB endpoint for `--store dynamodb` [DYNAMODB_ENDPOINT, default http://127.0.0.1:8000].
+    #[arg(long)]
+    dynamodb_endpoint: Option<String>,
+    /// DynamoDB table for `--store dynamodb` [TABLE_NAME, default bellhop].
+    #[arg(long)]
+    table: Option<String>,
+    /// How handlers reach sockets: directly, or through the AWS SDK against this harness's @connections
+    /// [BELLHOP_PUSHER, default in-process].
+    #[arg(long, value_enum)]
+    pusher: Option<PusherKind>,
+    /// Close connections idle (no data frames either way) for this long [BELLHOP_IDLE_TIMEOUT_SECS, AWS: 600].
+    #[arg(long)]
+    idle_timeout_secs: Option<u64>,
+    /// Close every connection after this long [BELLHOP_MAX_LIFETIME_SECS, AWS: 7200].
+    #[arg(long)]
+    max_lifetime_secs: Option<u64>,
+    /// Turn off the stage's route throttling, e.g. for load tests [BELLHOP_NO_THROTTLE].
+    #[arg(long)]
+    no_throttle: bool,
+    /// Run one connection's messages one after another instead of concurrently as AWS does; acks then come back
+    /// in request order [BELLHOP_STRICT_ORDER].
+    #[arg(long)]
+    strict_order: bool,
+    /// Delay every @connections answer by this many milliseconds [BELLHOP_MANAGEMENT_DELAY_MS, default 0].
+    #[arg(long)]
+    management_delay_ms: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -100,30 +114,63 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
 
-    let dev_secrets = config.jwt.secret.expose_secret() == DEV_JWT_SECRET
-        || config.internal_api_key.expose_secret() == DEV_INTERNAL_API_KEY;
-    let (store, data_note) = match cli.store {
+    let settings = &config.harness;
+    let dev_secrets = settings.dev_secrets;
+    let store_kind = cli.store.unwrap_or(match settings.store {
+        HarnessStore::Sqlite => StoreKind::Sqlite,
+        HarnessStore::Memory => StoreKind::Memory,
+        HarnessStore::Dynamodb => StoreKind::Dynamodb,
+    });
+    let (store, data_note) = match store_kind {
         StoreKind::Sqlite => {
-            let path = cli.data_dir.join("bellhop.db");
+            let path = cli.data_dir.clone().unwrap_or_else(|| settings.data_dir.clone()).join("bellhop.db");
             let shown = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
             (StoreChoice::Sqlite(path), format!("SQLite at {}", shown.display()))
         }
         StoreKind::Memory => (StoreChoice::Memory, "in memory (lost on exit)".to_owned()),
-        StoreKind::Dynamodb => (
-            StoreChoice::Dynamo { endpoint: cli.dynamodb_endpoint.clone(), table: cli.table.clone() },
-            format!("DynamoDB table {} at {}", cli.table, cli.dynamodb_endpoint),
-        ),
+        StoreKind::Dynamodb => {
+            let endpoint = cli
+                .dynamodb_endpoint
+                .clone()
+                .or_else(|| config.dynamodb_endpoint.clone())
+                .unwrap_or_else(|| "http://127.0.0.1:8000".to_owned());
+            let table = cli.table.clone().unwrap_or_else(|| config.table_name.clone());
+            let note = format!("DynamoDB table {table} at {endpoint}");
+            (StoreChoice::Dynamo { endpoint, table }, note)
+        }
     };
+    let pusher = match cli.pusher {
+        Some(PusherKind::InProcess) => PusherChoice::InProcess,
+        Some(PusherKind::Sdk) => PusherChoice::Sdk,
+        None => match settings.pusher {
+            HarnessPusher::InProcess => PusherChoice::InProcess,
+            HarnessPusher::Sdk => PusherChoice::Sdk,
+        },
+    };
+    let port = cli.port.unwrap_or(settings.port);
+    let stage = cli.stage.clone().unwrap_or_else(|| settings.stage.clone());
+    let idle_timeout = Duration::from_secs(cli.idle_timeout_secs.unwrap_or(settings.idle_timeout_seconds).max(1));
+    let max_lifetime = Duration::from_secs(cli.max_lifetime_secs.unwrap_or(settings.max_lifetime_seconds).max(1));
+
     let mut options = HarnessOptions::new(config);
-    options.port = cli.port;
-    options.stage = cli.stage;
+    options.port = port;
+    options.stage = stage;
     options.store = store;
-    options.pusher = match cli.pusher {
-        PusherKind::InProcess => PusherChoice::InProcess,
-        PusherKind::Sdk => PusherChoice::Sdk,
+    options.pusher = pusher;
+    options.idle_timeout = idle_timeout;
+    options.max_lifetime = max_lifetime;
+    if cli.no_throttle {
+        options.throttling = None;
+    }
+    options.strict_order |= cli.strict_order;
+    if let Some(delay) = cli.management_delay_ms {
+        options.management_delay = Duration::from_millis(delay);
+    }
+    let throttling_note = match options.throttling {
+        Some(t) => format!("{} burst, {}/s per route (--no-throttle to turn off)", t.burst, t.rate),
+        None => "off".to_owned(),
     };
-    options.idle_timeout = Duration::from_secs(cli.idle_timeout_secs.max(1));
-    options.max_lifetime = Duration::from_secs(cli.max_lifetime_secs.max(1));
+    let order_note = if options.strict_order { "one at a time (--strict-order)" } else { "concurrent, as on AWS" };
 
     let harness = local::spawn(options).await?;
     if dev_secrets {
@@ -139,6 +186,11 @@ async fn main() -> anyhow::Result<()> {
     println!("  HTTP API:        {}", harness.http_url);
     println!("  @connections:    {}/@connections/{{connectionId}}", harness.management_url);
     println!("  Data:            {data_note}");
+    println!("  Throttling:      {throttling_note}");
+    println!("  Messages:        {order_note}");
+    if dev_secrets {
+        println!("  Browsers:        local origins only (public dev secrets in use)");
+    }
     println!("  Dev token:       cargo run -p local -- token --sub u1 --role customer");
     println!("Press Ctrl-C to stop.");
 

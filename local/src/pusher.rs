@@ -6,11 +6,12 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use shared::gateway::MAX_MESSAGE_BYTES;
 use shared::ids::ConnectionId;
-use shared::push::{MAX_PAYLOAD_BYTES, PushError, Pusher};
+use shared::push::{PushError, Pusher};
 
 use crate::gateway::Registry;
-use crate::gateway::connections::QueueError;
+use crate::gateway::connections::{Outbound, QueueError};
 
 pub struct InProcessPusher {
     registry: Registry,
@@ -25,11 +26,10 @@ impl InProcessPusher {
 #[async_trait]
 impl Pusher for InProcessPusher {
     async fn post(&self, connection: &ConnectionId, payload: Bytes) -> Result<(), PushError> {
-        if payload.len() > MAX_PAYLOAD_BYTES {
+        if payload.len() > MAX_MESSAGE_BYTES {
             return Err(PushError::PayloadTooLarge);
         }
-        let text = String::from_utf8_lossy(&payload).into_owned();
-        self.registry.post(connection.as_str(), text).map_err(push_error)
+        self.registry.post(connection.as_str(), Outbound::from_post(payload)).map_err(push_error)
     }
 
     async fn disconnect(&self, connection: &ConnectionId) -> Result<(), PushError> {

@@ -7,7 +7,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 
 /// Region used when none is configured: signing needs one even against a local emulator.
-const FALLBACK_REGION: &str = "us-east-1";
+const FALLBACK_REGION: &str = crate::gateway::DEFAULT_REGION;
 
 /// The SDK configuration from the usual AWS chain, the region falling back to `us-east-1`, for clients that talk to
 /// `endpoint` instead of the service's default one when it is given.
@@ -23,8 +23,8 @@ pub async fn load(endpoint: Option<&str>) -> SdkConfig {
     }
     if endpoint.is_some_and(|e| e.starts_with("http://")) {
         loader = loader.credentials_provider(Credentials::new(
-            "AKIDBELLHOPLOCAL",
-            "bellhop-local-dummy-secret",
+            crate::gateway::LOCAL_ACCESS_KEY_ID,
+            crate::gateway::LOCAL_SECRET_ACCESS_KEY,
             None,
             None,
             "bellhop-local",

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use crate::config::{Config, ConfigError};
 use crate::handlers::Deps;
-use crate::handlers::calls::{CallTimer, OnTouchCallTimer};
 use crate::push::apigw::ApiGatewayPusher;
 use crate::store::dynamo::DynamoStore;
 use crate::timer::sqs::SqsCallTimer;
+use crate::timer::{CallTimer, OnTouchCallTimer};
 
 /// The cloud wiring every function but the authorizer shares: DynamoDB store, Management API pusher at
 /// `WS_ENDPOINT`, and the call timer: delayed SQS messages when `MISSED_CALL_QUEUE_URL` is set, otherwise only the

@@ -1,11 +1,13 @@
 //! The one `Config`, read once at start-up from the environment (Lambdas) or built by the harness.
 //!
-//! Every environment variable Bellhop reads is read here and nowhere else; the README's configuration table lists
-//! them. Secrets are held as `SecretString` so they never reach a log line through `Debug`.
+//! Every environment variable Bellhop reads is read here and nowhere else, the local harness's own settings
+//! ([`HarnessSettings`]) included; the README's configuration table lists them. Secrets are held as `SecretString`
+//! so they never reach a log line through `Debug`.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::JwtSettings;
 use crate::rooms::{RoleRooms, RoomPolicy};
@@ -13,6 +15,9 @@ use crate::rooms::{RoleRooms, RoomPolicy};
 /// The secrets the harness uses when none are configured. They are public, so the harness says so loudly.
 pub const DEV_JWT_SECRET: &str = "bellhop-dev-secret-do-not-use-in-production";
 pub const DEV_INTERNAL_API_KEY: &str = "bellhop-dev-internal-key";
+
+/// Shortest `JWT_SECRET` a Lambda accepts: an HS256 key should carry at least 256 bits (RFC 7518 §3.2).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -77,6 +82,69 @@ impl Default for Limits {
     }
 }
 
+/// Where the harness keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HarnessStore {
+    /// A SQLite file under [`HarnessSettings::data_dir`].
+    Sqlite,
+    /// In-memory SQLite, lost on exit.
+    Memory,
+    /// DynamoDB at `DYNAMODB_ENDPOINT` (DynamoDB Local), table `TABLE_NAME`.
+    Dynamodb,
+}
+
+/// How the harness's handlers reach sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HarnessPusher {
+    /// Straight into the harness's connection registry.
+    InProcess,
+    /// The AWS SDK adapter, through the harness's own `@connections`.
+    Sdk,
+}
+
+/// Settings only the local harness reads (the Lambdas ignore them); `local`'s command-line flags override them.
+#[derive(Clone)]
+pub struct HarnessSettings {
+    pub port: u16,
+    pub stage: String,
+    pub store: HarnessStore,
+    pub data_dir: PathBuf,
+    pub pusher: HarnessPusher,
+    pub idle_timeout_seconds: u64,
+    pub max_lifetime_seconds: u64,
+    /// The stage's route throttling as `(burst, rate per second)`; `None` turns throttling off (load tests).
+    pub throttling: Option<(u32, u32)>,
+    /// Runs one connection's messages one after another instead of concurrently as AWS does.
+    pub strict_order: bool,
+    /// Credentials `@connections` requests must be SigV4-signed with.
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+    /// The region of the emulated API: the SigV4 credential scope of `@connections` requests.
+    pub region: String,
+    /// Added before every `@connections` answer, to stand in for the management API's latency in measurements.
+    pub management_delay_ms: u64,
+    /// Whether the public development secrets are in use: the harness then accepts browser requests only from
+    /// local origins, unless `CORS_ORIGINS` names others.
+    pub dev_secrets: bool,
+}
+
+impl std::fmt::Debug for HarnessSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HarnessSettings")
+            .field("port", &self.port)
+            .field("stage", &self.stage)
+            .field("store", &self.store)
+            .field("data_dir", &self.data_dir)
+            .field("pusher", &self.pusher)
+            .field("throttling", &self.throttling)
+            .field("strict_order", &self.strict_order)
+            .field("access_key_id", &self.access_key_id)
+            .field("region", &self.region)
+            .field("dev_secrets", &self.dev_secrets)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Clone)]
 pub struct Config {
     pub jwt: JwtSettings,
@@ -103,6 +171,8 @@ pub struct Config {
     pub call_ring_seconds: u64,
     /// SQS queue whose delayed messages time out unanswered calls in the cloud.
     pub missed_call_queue_url: Option<String>,
+    /// The local harness's own settings.
+    pub harness: HarnessSettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -116,6 +186,7 @@ impl std::fmt::Debug for Config {
             .field("limits", &self.limits)
             .field("call_ring_seconds", &self.call_ring_seconds)
             .field("missed_call_queue_url", &self.missed_call_queue_url)
+            .field("harness", &self.harness)
             .finish_non_exhaustive()
     }
 }
@@ -165,6 +236,16 @@ impl Config {
         };
 
         let jwt_secret = secret("JWT_SECRET", DEV_JWT_SECRET)?;
+        // The harness only warns about a weak secret it was given (see `local`); a Lambda refuses to start with one.
+        if !dev_defaults && jwt_secret.expose_secret().len() < MIN_JWT_SECRET_BYTES {
+            return Err(ConfigError::Invalid {
+                name: "JWT_SECRET",
+                reason: format!(
+                    "{} bytes is too short for an HS256 key; use at least {MIN_JWT_SECRET_BYTES} random bytes",
+                    jwt_secret.expose_secret().len()
+                ),
+            });
+        }
         let jwt = JwtSettings {
             secret: jwt_secret,
             issuer: get("JWT_ISSUER"),
@@ -202,9 +283,13 @@ impl Config {
             notifications_per_minute: small("NOTIFICATIONS_PER_MINUTE", defaults.notifications_per_minute)?.max(1),
             token_warning_seconds: number("TOKEN_EXPIRY_WARNING_SECONDS", defaults.token_warning_seconds)?,
         };
+        let internal_api_key = secret("INTERNAL_API_KEY", DEV_INTERNAL_API_KEY)?;
+        let dev_secrets =
+            jwt.secret.expose_secret() == DEV_JWT_SECRET || internal_api_key.expose_secret() == DEV_INTERNAL_API_KEY;
+        let harness = harness_settings(&get, dev_secrets)?;
         Ok(Self {
             jwt,
-            internal_api_key: secret("INTERNAL_API_KEY", DEV_INTERNAL_API_KEY)?,
+            internal_api_key,
             table_name: get("TABLE_NAME").unwrap_or_else(|| "bellhop".to_owned()),
             dynamodb_endpoint: get("DYNAMODB_ENDPOINT"),
             management_endpoint: get("WS_ENDPOINT"),
@@ -219,6 +304,7 @@ impl Config {
             idempotency_ttl_seconds: number("IDEMPOTENCY_TTL_SECONDS", 600)?,
             call_ring_seconds: ring_seconds(number("CALL_RING_SECONDS", 30)?)?,
             missed_call_queue_url: get("MISSED_CALL_QUEUE_URL"),
+            harness,
         })
     }
 
@@ -227,6 +313,73 @@ impl Config {
         // The empty lookup with dev defaults cannot fail: every value has a valid default.
         Self::from_lookup(|_| None, true).unwrap_or_else(|e| panic!("default config is valid: {e}"))
     }
+}
+
+/// The harness's settings. Read with their own helpers, not `get`/`number`/`flag`, because the template test
+/// requires every variable those read to be set for each Lambda, and these mean nothing in the cloud.
+fn harness_settings(get: &impl Fn(&str) -> Option<String>, dev_secrets: bool) -> Result<HarnessSettings, ConfigError> {
+    let local_number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+        get(name).map_or(Ok(default), |raw| {
+            raw.parse().map_err(|_| ConfigError::Invalid { name, reason: format!("`{raw}` is not a whole number") })
+        })
+    };
+    let local_flag = |name: &'static str| -> Result<bool, ConfigError> {
+        match get(name).as_deref() {
+            None | Some("false" | "0" | "no" | "off") => Ok(false),
+            Some("true" | "1" | "yes" | "on") => Ok(true),
+            Some(other) => Err(ConfigError::Invalid { name, reason: format!("`{other}` is not true or false") }),
+        }
+    };
+    let invalid = |name: &'static str, reason: String| ConfigError::Invalid { name, reason };
+    let store = match get("BELLHOP_STORE").as_deref() {
+        None | Some("sqlite") => HarnessStore::Sqlite,
+        Some("memory") => HarnessStore::Memory,
+        Some("dynamodb") => HarnessStore::Dynamodb,
+        Some(other) => return Err(invalid("BELLHOP_STORE", format!("`{other}` is not sqlite, memory or dynamodb"))),
+    };
+    let pusher = match get("BELLHOP_PUSHER").as_deref() {
+        None | Some("in-process") => HarnessPusher::InProcess,
+        Some("sdk") => HarnessPusher::Sdk,
+        Some(other) => return Err(invalid("BELLHOP_PUSHER", format!("`{other}` is not in-process or sdk"))),
+    };
+    let port = local_number("BELLHOP_PORT", 3001)?;
+    let port = u16::try_from(port).map_err(|_| invalid("BELLHOP_PORT", format!("{port} is not a port")))?;
+    let positive = |name: &'static str, value: u64| -> Result<u32, ConfigError> {
+        u32::try_from(value)
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| invalid(name, format!("{value} is outside 1..={}", u32::MAX)))
+    };
+    let throttling = if local_flag("BELLHOP_NO_THROTTLE")? {
+        None
+    } else {
+        let burst = local_number("BELLHOP_THROTTLE_BURST", u64::from(crate::gateway::STAGE_THROTTLING_BURST))?;
+        let rate = local_number("BELLHOP_THROTTLE_RATE", u64::from(crate::gateway::STAGE_THROTTLING_RATE))?;
+        Some((positive("BELLHOP_THROTTLE_BURST", burst)?, positive("BELLHOP_THROTTLE_RATE", rate)?))
+    };
+    Ok(HarnessSettings {
+        port,
+        stage: get("BELLHOP_STAGE").unwrap_or_else(|| "local".to_owned()),
+        store,
+        data_dir: PathBuf::from(get("BELLHOP_DATA_DIR").unwrap_or_else(|| ".data".to_owned())),
+        pusher,
+        idle_timeout_seconds: local_number("BELLHOP_IDLE_TIMEOUT_SECS", crate::gateway::IDLE_TIMEOUT.as_secs())?,
+        max_lifetime_seconds: local_number(
+            "BELLHOP_MAX_LIFETIME_SECS",
+            crate::gateway::MAX_CONNECTION_DURATION.as_secs(),
+        )?,
+        throttling,
+        strict_order: local_flag("BELLHOP_STRICT_ORDER")?,
+        access_key_id: get("BELLHOP_ACCESS_KEY_ID").unwrap_or_else(|| crate::gateway::LOCAL_ACCESS_KEY_ID.to_owned()),
+        secret_access_key: SecretString::from(
+            get("BELLHOP_SECRET_ACCESS_KEY").unwrap_or_else(|| crate::gateway::LOCAL_SECRET_ACCESS_KEY.to_owned()),
+        ),
+        region: get("AWS_REGION")
+            .or_else(|| get("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| crate::gateway::DEFAULT_REGION.to_owned()),
+        management_delay_ms: local_number("BELLHOP_MANAGEMENT_DELAY_MS", 0)?,
+        dev_secrets,
+    })
 }
 
 /// The ring time must fit in one SQS message delay (at most 15 minutes), because the cloud's missed-call check is a
@@ -245,8 +398,6 @@ fn ring_seconds(seconds: u64) -> Result<u64, ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use secrecy::ExposeSecret;
-
     use super::*;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
@@ -258,8 +409,38 @@ mod tests {
     fn lambdas_require_their_secrets() {
         let error = Config::from_lookup(lookup(&[]), false).expect_err("missing secret");
         assert!(matches!(error, ConfigError::Missing("JWT_SECRET")));
-        let error = Config::from_lookup(lookup(&[("JWT_SECRET", "s")]), false).expect_err("missing key");
+        let strong = "a-secret-of-at-least-thirty-two-bytes";
+        let error = Config::from_lookup(lookup(&[("JWT_SECRET", strong)]), false).expect_err("missing key");
         assert!(matches!(error, ConfigError::Missing("INTERNAL_API_KEY")));
+    }
+
+    #[test]
+    fn lambdas_refuse_a_jwt_secret_shorter_than_32_bytes() {
+        let short = "x".repeat(MIN_JWT_SECRET_BYTES - 1);
+        let error = Config::from_lookup(lookup(&[("JWT_SECRET", &short), ("INTERNAL_API_KEY", "k")]), false)
+            .expect_err("too short");
+        assert!(error.to_string().starts_with("JWT_SECRET is invalid: 31 bytes is too short"), "{error}");
+        let enough = "x".repeat(MIN_JWT_SECRET_BYTES);
+        Config::from_lookup(lookup(&[("JWT_SECRET", &enough), ("INTERNAL_API_KEY", "k")]), false)
+            .expect("32 bytes are enough");
+    }
+
+    #[test]
+    fn harness_settings_default_to_aws_values_and_can_turn_throttling_off() {
+        let config = Config::for_tests();
+        assert_eq!(config.harness.port, 3001);
+        assert_eq!(config.harness.throttling, Some((500, 1000)));
+        assert!(config.harness.dev_secrets && !config.harness.strict_order);
+        let config = Config::from_lookup(
+            lookup(&[("BELLHOP_NO_THROTTLE", "1"), ("BELLHOP_STORE", "memory"), ("AWS_REGION", "eu-west-1")]),
+            true,
+        )
+        .expect("valid");
+        assert_eq!(config.harness.throttling, None);
+        assert_eq!(config.harness.store, HarnessStore::Memory);
+        assert_eq!(config.harness.region, "eu-west-1");
+        let error = Config::from_lookup(lookup(&[("BELLHOP_THROTTLE_RATE", "0")]), true).expect_err("zero rate");
+        assert!(error.to_string().starts_with("BELLHOP_THROTTLE_RATE is invalid"), "{error}");
     }
 
     #[test]
@@ -292,9 +473,13 @@ mod tests {
 
     #[test]
     fn debug_output_never_contains_secrets() {
-        let config = Config::from_lookup(lookup(&[("JWT_SECRET", "hunter2"), ("INTERNAL_API_KEY", "k3y")]), false)
-            .expect("valid");
+        let secret = "hunter2-hunter2-hunter2-hunter2-hunter2";
+        let config = Config::from_lookup(
+            lookup(&[("JWT_SECRET", secret), ("INTERNAL_API_KEY", "k3y"), ("BELLHOP_SECRET_ACCESS_KEY", "s3cr3t")]),
+            false,
+        )
+        .expect("valid");
         let text = format!("{config:?}");
-        assert!(!text.contains("hunter2") && !text.contains("k3y"), "{text}");
+        assert!(!text.contains("hunter2") && !text.contains("k3y") && !text.contains("s3cr3t"), "{text}");
     }
 }

@@ -18,13 +18,13 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use shared::auth::{Claims, mint_token};
 use shared::config::{Config, DEV_JWT_SECRET};
-use shared::handlers::calls::OnTouchCallTimer;
 use shared::handlers::{Deps, authorizer, connect, disconnect, message};
 use shared::ids::ConnectionId;
 use shared::push::recording::RecordingPusher;
 use shared::rooms::RoomName;
 use shared::store::sqlite::SqliteStore;
 use shared::store::{ConnectionRecord, HistoryQuery};
+use shared::timer::OnTouchCallTimer;
 
 /// The connection of the fixtures that carry a query string (connect, message, disconnect).
 const CONNECTION: &str = "gbf_-C9vMQAYKEiZoA==";

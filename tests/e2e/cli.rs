@@ -1,7 +1,7 @@
-//! The CLI smoke client (`local::cli`) driven in-process against a real hub: one-shot commands with their exit
+//! The CLI smoke client (the `cli` package) driven in-process against a real hub: one-shot commands with their exit
 //! status, the interactive prompt, `emit` through the HTTP API, and the errors a user sees.
 
-use local::cli::{self, Args, Command, Endpoint, Outcome, Session, parse_command};
+use cli::{Args, Command, Endpoint, Outcome, Session, parse_command};
 use serde_json::{Value, json};
 use shared::config::Config;
 

@@ -247,7 +247,7 @@ async fn the_unencoded_at_sign_path_works_too() {
     let (mut client, id) = connect_one(&hub).await;
 
     let url = format!("{}/@connections/{id}", hub.management_url);
-    let response = hub.http().post(url).body("plain").send().await.expect("post");
+    let response = hub.management("POST", &url, "plain".into(), &hub.credentials).await;
 
     assert_eq!(response.status(), 200);
     assert_eq!(client.recv_text_within(RECV_TIMEOUT).await.as_deref(), Some("plain"));
@@ -259,7 +259,7 @@ async fn the_percent_encoded_at_sign_path_works_too() {
     let (mut client, id) = connect_one(&hub).await;
 
     let url = format!("{}/%40connections/{}", hub.management_url, crate::helpers::percent_encode_id(&id));
-    let response = hub.http().post(url).body("encoded").send().await.expect("post");
+    let response = hub.management("POST", &url, "encoded".into(), &hub.credentials).await;
 
     assert_eq!(response.status(), 200);
     assert_eq!(client.recv_text_within(RECV_TIMEOUT).await.as_deref(), Some("encoded"));

@@ -45,6 +45,8 @@ pub(crate) struct TestHub {
     pub(crate) harness: RunningHarness,
     jwt_secret: SecretString,
     api_key: SecretString,
+    /// What the hub's `@connections` expects requests to be signed with.
+    pub(crate) credentials: local::Credentials,
     http: reqwest::Client,
 }
 
@@ -61,9 +63,14 @@ pub(crate) async fn spawn_hub_with(adjust: impl FnOnce(&mut HarnessOptions)) -> 
     options.port = 0;
     options.store = store_from_env();
     options.pusher = pusher_from_env();
+    // The region the SDK resolves on this machine, which `ApiGatewayPusher::for_endpoint` in a test signs for.
+    if let Some(region) = shared::aws::load(None).await.region() {
+        options.credentials.region = region.to_string();
+    }
     adjust(&mut options);
     let jwt_secret = options.config.jwt.secret.clone();
     let api_key = options.config.internal_api_key.clone();
+    let credentials = options.credentials.clone();
     let harness = local::spawn(options).await.expect("spawn harness");
     TestHub {
         ws_url: harness.ws_url.clone(),
@@ -72,6 +79,7 @@ pub(crate) async fn spawn_hub_with(adjust: impl FnOnce(&mut HarnessOptions)) -> 
         harness,
         jwt_secret,
         api_key,
+        credentials,
         http: reqwest::Client::new(),
     }
 }
@@ -194,17 +202,34 @@ impl TestHub {
         Ok(TestClient { ws, handshake: response, buffered: VecDeque::new(), next_id: 0, closed: None })
     }
 
-    /// `POST {management}/@connections/{id}` with a raw body.
-    pub(crate) async fn post_to_connection(&self, id: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
-        self.http.post(self.connection_url(id)).body(body).send().await.expect("post to connection")
+    /// `POST {management}/@connections/{id}` with a raw body, SigV4-signed as an AWS SDK signs it.
+    pub(crate) async fn post_to_connection(&self, id: &str, body: impl Into<bytes::Bytes>) -> reqwest::Response {
+        self.management("POST", &self.connection_url(id), body.into(), &self.credentials).await
     }
 
     pub(crate) async fn get_connection(&self, id: &str) -> reqwest::Response {
-        self.http.get(self.connection_url(id)).send().await.expect("get connection")
+        self.management("GET", &self.connection_url(id), bytes::Bytes::new(), &self.credentials).await
     }
 
     pub(crate) async fn delete_connection(&self, id: &str) -> reqwest::Response {
-        self.http.delete(self.connection_url(id)).send().await.expect("delete connection")
+        self.management("DELETE", &self.connection_url(id), bytes::Bytes::new(), &self.credentials).await
+    }
+
+    /// A management API request to `url`, signed with `credentials` (which may be wrong on purpose).
+    pub(crate) async fn management(
+        &self,
+        method: &str,
+        url: &str,
+        body: bytes::Bytes,
+        credentials: &local::Credentials,
+    ) -> reqwest::Response {
+        let headers = sigv4_headers(method, url, &body, credentials);
+        let method = Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.http.request(method, url).body(body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send().await.unwrap_or_else(|error| panic!("management request to {url}: {error}"))
     }
 
     /// The `@connections` URL of `id`, percent-encoded as SDKs send it.
@@ -231,6 +256,38 @@ impl TestHub {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// The headers (`x-amz-date`, `authorization`) the AWS SDK's SigV4 signer adds to a management API request.
+pub(crate) fn sigv4_headers(
+    method: &str,
+    url: &str,
+    body: &[u8],
+    credentials: &local::Credentials,
+) -> Vec<(String, String)> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    use aws_smithy_runtime_api::client::identity::Identity;
+
+    let identity: Identity = aws_credential_types::Credentials::new(
+        &credentials.access_key_id,
+        credentials.secret_access_key.expose_secret(),
+        None,
+        None,
+        "e2e",
+    )
+    .into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&credentials.region)
+        .name("execute-api")
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .expect("signing parameters")
+        .into();
+    let request = SignableRequest::new(method, url, std::iter::empty(), SignableBody::Bytes(body)).expect("signable");
+    let (instructions, _) = sign(request, &params).expect("sign").into_parts();
+    instructions.headers().map(|(name, value)| (name.to_owned(), value.to_owned())).collect()
 }
 
 enum Auth<'a> {
@@ -287,14 +344,15 @@ impl TestClient {
     /// As [`TestClient::request`], waiting up to `wait` for the ack.
     pub(crate) async fn request_within(&mut self, action: &str, data: Value, wait: Duration) -> Value {
         self.next_id += 1;
-        let id = format!("t{}", self.next_id);
-        self.send_json(json!({"action": action, "id": id, "data": data})).await;
+        let request = cli::AckRequest::new(action, format!("t{}", self.next_id), data);
+        self.send_text(&request.to_text()).await;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let id = &request.id;
             let frame =
                 self.read_json(remaining).await.unwrap_or_else(|| panic!("no ack for {action} ({id}) within {wait:?}"));
-            if frame["type"] == "ack" && frame["id"] == id.as_str() {
+            if request.is_answered_by(&frame) {
                 return frame;
             }
             self.buffered.push_back(frame);

@@ -7,6 +7,8 @@ mod cli;
 mod dynamo_costs;
 mod emit;
 mod emulation;
+mod gateway_fidelity;
+mod harness_safety;
 mod http_api;
 mod protocol;
 mod sdk_pusher;

@@ -46,12 +46,42 @@ impl CloseCause {
         Self::same(1009, "Message too big")
     }
 
+    /// A text message that is not UTF-8 (RFC 6455 §8.1).
+    pub(crate) fn invalid_payload() -> Self {
+        Self::same(1007, "Invalid frame payload data")
+    }
+
+    /// A frame that breaks the protocol: unmasked, reserved bits, unknown opcodes (RFC 6455 §5.1, §5.2).
+    pub(crate) fn protocol_error() -> Self {
+        Self::same(1002, "Protocol error")
+    }
+
     pub(crate) fn shutdown() -> Self {
         Self::same(1001, "Going away")
     }
 
     fn same(code: u16, reason: &str) -> Self {
         Self { code, frame_reason: reason.into(), disconnect_reason: reason.into() }
+    }
+}
+
+/// One message waiting to be written to a socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outbound {
+    /// A text message: route responses, gateway error frames, and posts whose data is valid UTF-8.
+    Text(String),
+    /// A binary message: a post whose data is not valid UTF-8, which API Gateway delivers byte for byte in binary
+    /// frames rather than altering it.
+    Binary(bytes::Bytes),
+}
+
+impl Outbound {
+    /// The message API Gateway sends for `PostToConnection` data: text when the bytes are UTF-8, binary otherwise.
+    pub(crate) fn from_post(data: bytes::Bytes) -> Self {
+        match String::from_utf8(data.to_vec()) {
+            Ok(text) => Outbound::Text(text),
+            Err(_) => Outbound::Binary(data),
+        }
     }
 }
 
@@ -73,13 +103,13 @@ pub(crate) struct Connection {
     last_active_ms: AtomicI64,
     /// Last data frame in either direction, for the idle timeout; pings and pongs do not count.
     last_data: Mutex<Instant>,
-    outbound: mpsc::Sender<String>,
+    outbound: mpsc::Sender<Outbound>,
     close: watch::Sender<Option<CloseCause>>,
 }
 
 /// The receiving ends a connection task owns.
 pub(crate) struct ConnectionEnds {
-    pub(crate) outbound: mpsc::Receiver<String>,
+    pub(crate) outbound: mpsc::Receiver<Outbound>,
     pub(crate) close: watch::Receiver<Option<CloseCause>>,
 }
 
@@ -120,8 +150,8 @@ impl Connection {
     }
 
     /// Queues one text message without waiting: a full queue is the client's problem, reported as a throttle.
-    pub(crate) fn queue(&self, text: String) -> Result<(), QueueError> {
-        self.outbound.try_send(text).map_err(|error| match error {
+    pub(crate) fn queue(&self, message: Outbound) -> Result<(), QueueError> {
+        self.outbound.try_send(message).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => QueueError::Full,
             mpsc::error::TrySendError::Closed(_) => QueueError::Gone,
         })
@@ -129,7 +159,7 @@ impl Connection {
 
     /// Queues a route response or error frame, waiting for room: it answers the client's own message.
     pub(crate) async fn queue_waiting(&self, text: String) -> Result<(), QueueError> {
-        self.outbound.send(text).await.map_err(|_| QueueError::Gone)
+        self.outbound.send(Outbound::Text(text)).await.map_err(|_| QueueError::Gone)
     }
 
     /// Asks the connection's task to close the socket. The first cause wins.
@@ -179,10 +209,10 @@ impl Registry {
         Ok(())
     }
 
-    /// `PostToConnection`: queues one text message and advances `lastActiveAt`.
-    pub(crate) fn post(&self, id: &str, text: String) -> Result<(), QueueError> {
+    /// `PostToConnection`: queues one message and advances `lastActiveAt`.
+    pub(crate) fn post(&self, id: &str, message: Outbound) -> Result<(), QueueError> {
         let connection = self.get(id).ok_or(QueueError::Gone)?;
-        connection.queue(text)?;
+        connection.queue(message)?;
         connection.touch();
         Ok(())
     }
@@ -250,6 +280,13 @@ mod tests {
         }
     }
 
+    #[test]
+    fn post_data_is_text_when_it_is_utf8_and_binary_otherwise() {
+        assert_eq!(Outbound::from_post(bytes::Bytes::from_static(b"hi")), Outbound::Text("hi".into()));
+        let raw = bytes::Bytes::from_static(&[0xff, 0x00, 0xfe]);
+        assert_eq!(Outbound::from_post(raw.clone()), Outbound::Binary(raw));
+    }
+
     #[tokio::test]
     async fn delete_forgets_the_connection_and_signals_a_normal_close() {
         let registry = Registry::default();
@@ -259,7 +296,7 @@ mod tests {
         registry.delete("gbf_-C9vMQAYKEiZoA==").expect("deleted");
 
         assert_eq!(ends.close.borrow_and_update().clone(), Some(CloseCause::deleted()));
-        assert_eq!(registry.post("gbf_-C9vMQAYKEiZoA==", "x".into()), Err(QueueError::Gone));
+        assert_eq!(registry.post("gbf_-C9vMQAYKEiZoA==", Outbound::Text("x".into())), Err(QueueError::Gone));
         assert_eq!(registry.delete("gbf_-C9vMQAYKEiZoA=="), Err(QueueError::Gone));
     }
 
@@ -269,9 +306,9 @@ mod tests {
         let (connection, mut ends) = Connection::new("gbf_-C9vMQAYKEiZoA==".into(), 1, "127.0.0.1".into(), None);
         registry.insert(connection.clone());
 
-        registry.post("gbf_-C9vMQAYKEiZoA==", "hi".into()).expect("queued");
+        registry.post("gbf_-C9vMQAYKEiZoA==", Outbound::Text("hi".into())).expect("queued");
 
-        assert_eq!(ends.outbound.try_recv().ok().as_deref(), Some("hi"));
+        assert_eq!(ends.outbound.try_recv().ok(), Some(Outbound::Text("hi".into())));
         assert!(connection.last_active_ms() > 1);
     }
 }

@@ -17,6 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
+use shared::gateway::{MAX_AUTHORIZER_RESULT_BYTES, MAX_CONNECT_URL_BYTES, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES};
 use shared::handlers::{authorizer, connect};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -27,11 +28,6 @@ use super::Gateway;
 use super::connections::{Connection, new_connection_id, new_request_id};
 use super::events::{self, ConnectionContext, HandshakeRequest, Invocation};
 use super::session;
-
-/// API Gateway's frame limit: larger inbound frames are refused with 1009, larger outbound messages are fragmented.
-pub(crate) const MAX_FRAME_BYTES: usize = 32 * 1024;
-/// API Gateway's message limit (and `PostToConnection`'s).
-pub(crate) const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 
 /// Socket buffers: a small read buffer (the 128 KiB default costs ~90 KB per idle connection) and a write buffer
 /// capped at one full message plus framing, so a client that stops reading cannot make the harness buffer forever.
@@ -62,6 +58,30 @@ pub(crate) async fn upgrade(
     else {
         return (StatusCode::BAD_REQUEST, "Bad WebSocket handshake").into_response();
     };
+    let url_bytes = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if url_bytes > MAX_CONNECT_URL_BYTES {
+        // Loudly: on AWS this connect never reaches the authorizer, typically because a token carries too much.
+        tracing::error!(
+            url_bytes,
+            limit = MAX_CONNECT_URL_BYTES,
+            "connect refused: the URL exceeds API Gateway's length limit"
+        );
+        return aws_json(
+            StatusCode::URI_TOO_LONG,
+            json!({"message": "Request-URI Too Long"}).to_string(),
+            &new_request_id(),
+        );
+    }
+    if let Some(throttles) = &gateway.throttles
+        && !throttles.connect.try_take()
+    {
+        tracing::warn!("connect refused: throttled by the stage's route limits");
+        return aws_json(
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({"message": "Too Many Requests"}).to_string(),
+            &new_request_id(),
+        );
+    }
     let on_upgrade = hyper::upgrade::on(&mut request);
 
     let connected_at_ms = chrono::Utc::now().timestamp_millis();
@@ -95,10 +115,22 @@ pub(crate) async fn upgrade(
         // itself (query, subprotocol or Authorization header), as the Bellhop template deploys it.
         let started = Instant::now();
         let invocation = Invocation { request_id: request_id.clone(), time_ms: connected_at_ms };
+        let limit = gateway.settings.integration_timeout;
         let authorized = match events::authorizer_event(&ctx, &handshake, &invocation) {
             Ok((_, event)) => {
                 let deps = gateway.deps.clone();
-                tokio::spawn(async move { authorizer::handle(&deps.verifier, event).await }).await
+                match within(limit, async move { authorizer::handle(&deps.verifier, event).await }).await {
+                    Some(outcome) => outcome,
+                    None => {
+                        tracing::error!("handshake refused: the authorizer exceeded the integration timeout");
+                        return gateway_refusal(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "Internal server error",
+                            &ctx,
+                            &request_id,
+                        );
+                    }
+                }
             }
             Err(error) => {
                 tracing::error!(%error, "authorizer event has the wrong shape");
@@ -107,6 +139,15 @@ pub(crate) async fn upgrade(
         };
         let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         match authorized {
+            Ok(Ok(answer)) if authorizer_result_bytes(&answer) > MAX_AUTHORIZER_RESULT_BYTES => {
+                // Loudly: a token carrying many rooms grows the context past what API Gateway accepts.
+                tracing::error!(
+                    bytes = authorizer_result_bytes(&answer),
+                    limit = MAX_AUTHORIZER_RESULT_BYTES,
+                    "handshake refused: the authorizer result exceeds API Gateway's size limit"
+                );
+                return gateway_refusal(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error", &ctx, &request_id);
+            }
             Ok(Ok(answer)) => match policy_allows(&answer, &gateway, &ctx) {
                 true => {
                     ctx.authorizer =
@@ -131,7 +172,20 @@ pub(crate) async fn upgrade(
         let connected = match events::connect_event(&ctx, &handshake, &invocation, Some(latency_ms)) {
             Ok((_, event)) => {
                 let deps = gateway.deps.clone();
-                tokio::spawn(async move { connect::handle(&deps, event).await }).await
+                match within(limit, async move { connect::handle(&deps, event).await }).await {
+                    Some(outcome) => outcome,
+                    None => {
+                        // As on AWS, `$connect` keeps running detached and no `$disconnect` follows a refused
+                        // connect: whatever it writes is left to the records' TTL.
+                        tracing::error!("handshake refused: $connect exceeded the integration timeout");
+                        return gateway_refusal(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            "Endpoint request timed out",
+                            &ctx,
+                            &request_id,
+                        );
+                    }
+                }
             }
             Err(error) => {
                 tracing::error!(%error, "connect event has the wrong shape");
@@ -199,6 +253,20 @@ pub(crate) async fn upgrade(
     }
     .instrument(span)
     .await
+}
+
+/// Runs one integration in its own task (so a panic is contained) and gives up after `limit`, as API Gateway does.
+/// `None` means the integration timed out; it keeps running detached, as a Lambda would.
+async fn within<T: Send + 'static>(
+    limit: std::time::Duration,
+    integration: impl Future<Output = T> + Send + 'static,
+) -> Option<Result<T, tokio::task::JoinError>> {
+    tokio::time::timeout(limit, tokio::spawn(integration)).await.ok()
+}
+
+/// The size of an authorizer result as API Gateway measures it: the JSON the Lambda returns.
+fn authorizer_result_bytes(answer: &ApiGatewayCustomAuthorizerResponse) -> usize {
+    serde_json::to_vec(answer).map_or(usize::MAX, |json| json.len())
 }
 
 /// Whether the authorizer's policy allows invoking this stage's `$connect`: an explicit Deny wins, and some Allow
@@ -277,6 +345,14 @@ mod tests {
         assert!(glob_match("*", arn));
         assert!(!glob_match("arn:aws:execute-api:local:000000000000:bellhoploc/prod/$connect", arn));
         assert!(glob_match("arn:aws:execute-api:local:000000000000:bellhoploc/loca?/$connect", arn));
+    }
+
+    #[tokio::test]
+    async fn an_integration_that_outlives_the_limit_times_out() {
+        let slow = within(std::time::Duration::from_millis(10), std::future::pending::<()>()).await;
+        assert!(slow.is_none());
+        let quick = within(std::time::Duration::from_secs(5), async { 7 }).await;
+        assert_eq!(quick.map(|r| r.ok()), Some(Some(7)));
     }
 
     #[test]

@@ -1,43 +1,86 @@
 //! The management API (`@connections`): `PostToConnection`, `GetConnection`, `DeleteConnection` over the registry,
 //! with AWS's statuses and error headers (§4), so the real SDK pusher works against the harness unchanged.
 //!
-//! Requests are accepted unsigned: SigV4 is not verified. That is safe only because the harness binds to loopback;
-//! AWS itself answers 403 to unsigned calls.
+//! Every request must be SigV4-signed with the harness's configured credentials (dummy ones by default, which the
+//! SDK pusher uses against a plain-HTTP endpoint): unsigned or wrongly signed calls, and calls to another stage, get
+//! 403 `ForbiddenException` as on AWS. An optional delay before each answer stands in for the management API's
+//! latency in fan-out measurements.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use shared::push::MAX_PAYLOAD_BYTES;
+use shared::gateway::MAX_MESSAGE_BYTES;
 
-use super::Gateway;
-use super::connections::{QueueError, is_well_formed_connection_id};
+use super::connections::{Outbound, QueueError, is_well_formed_connection_id};
+use super::{Gateway, sigv4};
 
-pub(crate) async fn post_to_connection(
-    State(gateway): State<Arc<Gateway>>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
+/// The signed request, as every management handler needs it.
+pub(crate) struct Signed {
+    id: String,
+}
+
+/// Checks the signature (403 when it does not verify) and the connection id's shape, then waits the configured
+/// answer delay.
+async fn admit(gateway: &Gateway, request: Request) -> Result<(Signed, Bytes), Response> {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, MAX_MESSAGE_BYTES + 1024 * 1024).await.map_err(|_| {
+        aws_error(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLargeException", "Request payload too large")
+    })?;
+    let verified = sigv4::verify(
+        &gateway.settings.credentials,
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        &body,
+        SystemTime::now(),
+    );
+    if let Err(error) = verified {
+        tracing::warn!(%error, method = %parts.method, "@connections request refused: bad SigV4 signature");
+        return Err(aws_error(StatusCode::FORBIDDEN, "ForbiddenException", &error.to_string()));
+    }
+    let id = parts.uri.path().rsplit('/').next().unwrap_or_default();
+    let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy().into_owned();
+    let delay_ms = gateway.management_delay_ms.load(std::sync::atomic::Ordering::Relaxed);
+    if delay_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+    }
+    Ok((Signed { id }, body))
+}
+
+/// `@connections` under a stage this API does not have, or without a stage: AWS's 403.
+pub(crate) async fn wrong_stage() -> Response {
+    aws_error(StatusCode::FORBIDDEN, "ForbiddenException", "Forbidden")
+}
+
+pub(crate) async fn post_to_connection(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    let (Signed { id }, body) = match admit(&gateway, request).await {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refusal,
+    };
     if !is_well_formed_connection_id(&id) {
         return invalid_id(&id);
     }
     // Checked before the connection is touched: an oversize post changes nothing, not even `lastActiveAt`.
-    if body.len() > MAX_PAYLOAD_BYTES {
+    if body.len() > MAX_MESSAGE_BYTES {
         return aws_error(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLargeException", "Request payload too large");
     }
-    // Data is delivered as one text message; the opcode AWS uses for non-UTF-8 data is unverified.
-    let text = String::from_utf8_lossy(&body).into_owned();
-    match gateway.registry.post(&id, text) {
+    match gateway.registry.post(&id, Outbound::from_post(body)) {
         Ok(()) => with_request_id(StatusCode::OK.into_response()),
         Err(error) => queue_error(error),
     }
 }
 
-pub(crate) async fn get_connection(State(gateway): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
+pub(crate) async fn get_connection(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    let id = match admit(&gateway, request).await {
+        Ok((Signed { id }, _)) => id,
+        Err(refusal) => return refusal,
+    };
     if !is_well_formed_connection_id(&id) {
         return invalid_id(&id);
     }
@@ -57,7 +100,11 @@ pub(crate) async fn get_connection(State(gateway): State<Arc<Gateway>>, Path(id)
     with_request_id((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response())
 }
 
-pub(crate) async fn delete_connection(State(gateway): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
+pub(crate) async fn delete_connection(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    let id = match admit(&gateway, request).await {
+        Ok((Signed { id }, _)) => id,
+        Err(refusal) => return refusal,
+    };
     if !is_well_formed_connection_id(&id) {
         return invalid_id(&id);
     }

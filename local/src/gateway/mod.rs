@@ -20,21 +20,39 @@ pub(crate) mod handshake;
 pub(crate) mod management;
 pub(crate) mod routes;
 pub(crate) mod session;
+pub(crate) mod sigv4;
+pub(crate) mod throttle;
 
 pub(crate) use connections::Registry;
 
 /// The fixed API id of the emulated API (real ids are 10 lowercase characters too).
 pub(crate) const API_ID: &str = "bellhoploc";
 
+/// How the emulated API behaves: timeouts, limits, invocation order and the management API's credentials.
+#[derive(Debug, Clone)]
+pub(crate) struct EmulationSettings {
+    pub(crate) stage: String,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_lifetime: Duration,
+    pub(crate) integration_timeout: Duration,
+    /// Runs one connection's messages one after another instead of concurrently.
+    pub(crate) strict_order: bool,
+    pub(crate) throttling: Option<throttle::Throttling>,
+    pub(crate) credentials: sigv4::Credentials,
+}
+
 /// Everything the emulation shares across connections.
 pub(crate) struct Gateway {
     pub(crate) deps: Arc<Deps>,
     pub(crate) registry: Registry,
+    pub(crate) settings: EmulationSettings,
     pub(crate) stage: String,
     pub(crate) domain_name: String,
     pub(crate) port: u16,
-    pub(crate) idle_timeout: Duration,
-    pub(crate) max_lifetime: Duration,
+    pub(crate) throttles: Option<throttle::RouteThrottles>,
+    /// Milliseconds added before every `@connections` answer, to measure fan-out against a management API with a
+    /// realistic latency. Adjustable while running.
+    pub(crate) management_delay_ms: std::sync::atomic::AtomicU64,
     /// Flips to true when the harness shuts down; every session then closes with 1001 and runs `$disconnect`.
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Each session holds a clone; shutdown waits until all are dropped, i.e. every `$disconnect` has run.
@@ -42,25 +60,24 @@ pub(crate) struct Gateway {
 }
 
 impl Gateway {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         deps: Arc<Deps>,
         registry: Registry,
-        stage: String,
+        settings: EmulationSettings,
         port: u16,
-        idle_timeout: Duration,
-        max_lifetime: Duration,
         shutdown: watch::Receiver<bool>,
         sessions: mpsc::Sender<()>,
+        management_delay: Duration,
     ) -> Self {
         Self {
+            management_delay_ms: u64::try_from(management_delay.as_millis()).unwrap_or(u64::MAX).into(),
             deps,
             registry,
-            stage,
+            stage: settings.stage.clone(),
+            throttles: settings.throttling.map(throttle::RouteThrottles::new),
+            settings,
             domain_name: format!("127.0.0.1:{port}"),
             port,
-            idle_timeout,
-            max_lifetime,
             shutdown,
             sessions: Mutex::new(Some(sessions)),
         }
@@ -90,5 +107,10 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router {
         // the captured id, so both spellings land here with the decoded id.
         .route(&format!("/{stage}/@connections/{{id}}"), connections.clone())
         .route(&format!("/{stage}/%40connections/{{id}}"), connections)
+        // Any other stage, or none at all (an endpoint without `/{stage}`): AWS answers 403.
+        .route("/{stage}/@connections/{id}", any(management::wrong_stage))
+        .route("/{stage}/%40connections/{id}", any(management::wrong_stage))
+        .route("/@connections/{id}", any(management::wrong_stage))
+        .route("/%40connections/{id}", any(management::wrong_stage))
         .with_state(gateway)
 }

@@ -2,39 +2,50 @@
 //! enforces API Gateway's limits and timeouts, and runs `$disconnect` exactly once when the socket ends.
 //!
 //! Three tasks per connection: this reader loop (which also owns the timers and the close decision), a writer that
-//! drains the outbound queue, and an invoker that runs `$default` for each message in arrival order. Sequential
-//! invocation is stricter than AWS (which may run a connection's messages concurrently) but keeps local runs and
-//! tests deterministic; route responses still travel through the same queue as posts.
+//! drains the outbound queue, and an invoker that runs `$default` for each message. By default the invoker starts
+//! each message's invocation as soon as it arrives, so one connection's handlers run concurrently and their route
+//! responses come back in whatever order they finish, as on AWS (which invokes the integration for each frame
+//! independently). `strict_order` runs them one after another instead, for debugging. Route responses travel
+//! through the same queue as posts.
+//!
+//! The loop is generic over any `Sink` + `Stream` of tungstenite messages, so its rules are unit-tested over an
+//! in-memory duplex pipe as well as end to end over TCP.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::{SplitSink, SplitStream};
-use futures::{SinkExt, StreamExt};
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
+use futures::{Sink, SinkExt, Stream, StreamExt};
 use serde_json::json;
+use shared::gateway::{MAX_FRAME_BYTES, MAX_MESSAGE_BYTES};
 use shared::handlers::{disconnect, message};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until, timeout};
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::Gateway;
-use super::connections::{CloseCause, Connection, ConnectionEnds, new_message_id, new_request_id};
+use super::connections::{CloseCause, Connection, ConnectionEnds, Outbound, new_message_id, new_request_id};
 use super::events::{self, ConnectionContext, Invocation};
-use super::handshake::MAX_FRAME_BYTES;
 use super::routes::{DEFAULT_ROUTE, select_route};
 
-type Socket = WebSocketStream<TokioIo<Upgraded>>;
+/// What a session reads from and writes to: a WebSocket in any transport.
+pub(crate) trait Socket:
+    Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send + 'static
+{
+}
+
+impl<S> Socket for S where
+    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send + 'static
+{
+}
 
 /// Route keys of the emulated API: Bellhop deploys only `$default` (with a `$default` route response).
 const ROUTES: [&str; 1] = [DEFAULT_ROUTE];
-/// API Gateway's integration timeout.
-const INTEGRATION_TIMEOUT: Duration = Duration::from_secs(29);
 /// How long to wait for the client's half of a close handshake before dropping the TCP connection.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -45,11 +56,11 @@ struct Ended {
     reason: String,
 }
 
-pub(crate) async fn run(
+pub(crate) async fn run<S: Socket>(
     gateway: Arc<Gateway>,
     connection: Arc<Connection>,
     ends: ConnectionEnds,
-    socket: Socket,
+    socket: S,
     ctx: ConnectionContext,
 ) {
     let ConnectionEnds { outbound, close: mut close_requests } = ends;
@@ -59,10 +70,10 @@ pub(crate) async fn run(
     let (inbox_tx, inbox_rx) = mpsc::channel::<String>(64);
     let invoker = tokio::spawn(invoke_loop(gateway.clone(), connection.clone(), ctx.clone(), inbox_rx));
     let mut shutdown = gateway.shutdown.clone();
-    let lifetime_deadline = Instant::now() + gateway.max_lifetime;
+    let lifetime_deadline = Instant::now() + gateway.settings.max_lifetime;
 
     let ended = loop {
-        let idle_deadline = connection.last_data() + gateway.idle_timeout;
+        let idle_deadline = connection.last_data() + gateway.settings.idle_timeout;
         tokio::select! {
             frame = stream.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
@@ -70,6 +81,17 @@ pub(crate) async fn run(
                     if inbox_tx.send(text.to_string()).await.is_err() {
                         tracing::warn!("message invoker stopped early");
                     }
+                }
+                Some(Err(WsError::Utf8(error))) => {
+                    // A text message that is not UTF-8 never reaches Lambda: the connection fails with 1007, as
+                    // RFC 6455 requires, instead of dropping the TCP connection without a close frame.
+                    tracing::info!(%error, "closing: text message is not UTF-8");
+                    break server_close(close_tx, &mut stream, CloseCause::invalid_payload(), false).await;
+                }
+                Some(Err(WsError::Protocol(error))) if is_client_protocol_error(&error) => {
+                    // Unmasked client frames, reserved bits, bad opcodes: a protocol violation, closed with 1002.
+                    tracing::info!(%error, "closing: protocol violation");
+                    break server_close(close_tx, &mut stream, CloseCause::protocol_error(), false).await;
                 }
                 Some(Ok(Message::Binary(_))) => {
                     // AWS closes instead of invoking any route: binary frames never reach Lambda.
@@ -102,7 +124,7 @@ pub(crate) async fn run(
                 }
             },
             _ = sleep_until(idle_deadline) => {
-                if connection.last_data() + gateway.idle_timeout <= Instant::now() {
+                if connection.last_data() + gateway.settings.idle_timeout <= Instant::now() {
                     tracing::info!("idle timeout");
                     break server_close(close_tx, &mut stream, CloseCause::going_away(), true).await;
                 }
@@ -145,9 +167,9 @@ pub(crate) async fn abandon(gateway: &Arc<Gateway>, ctx: &ConnectionContext) {
 }
 
 /// Sends our close frame through the writer, waits briefly for the client's reply, and reports the cause.
-async fn server_close(
+async fn server_close<S: Socket>(
     tx: oneshot::Sender<CloseFrame>,
-    stream: &mut SplitStream<Socket>,
+    stream: &mut SplitStream<S>,
     cause: CloseCause,
     await_reply: bool,
 ) -> Ended {
@@ -157,7 +179,8 @@ async fn server_close(
     if await_reply {
         drain(stream).await;
     } else {
-        // After a capacity error the read side is mid-frame; give the writer a moment to flush the close instead.
+        // After a capacity or protocol error the read side is mid-frame or unusable; give the writer a moment to
+        // flush the close instead.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ended { code: cause.code, reason: cause.disconnect_reason }
@@ -165,7 +188,7 @@ async fn server_close(
 
 /// Reads until the close handshake completes (or the grace period ends), discarding anything else: frames that
 /// arrive after a close never reach Lambda.
-async fn drain(stream: &mut SplitStream<Socket>) {
+async fn drain<S: Socket>(stream: &mut SplitStream<S>) {
     let _ = timeout(CLOSE_GRACE, async {
         while let Some(Ok(frame)) = stream.next().await {
             if matches!(frame, Message::Close(_)) {
@@ -178,9 +201,9 @@ async fn drain(stream: &mut SplitStream<Socket>) {
     .await;
 }
 
-async fn write_loop(
-    mut sink: SplitSink<Socket, Message>,
-    mut outbound: mpsc::Receiver<String>,
+async fn write_loop<S: Socket>(
+    mut sink: SplitSink<S, Message>,
+    mut outbound: mpsc::Receiver<Outbound>,
     mut close: oneshot::Receiver<CloseFrame>,
     connection: Arc<Connection>,
 ) {
@@ -193,10 +216,10 @@ async fn write_loop(
                 }
                 return;
             }
-            text = outbound.recv() => {
-                let Some(text) = text else { return };
+            message = outbound.recv() => {
+                let Some(message) = message else { return };
                 connection.touch();
-                if let Err(error) = write_text(&mut sink, text).await {
+                if let Err(error) = write_message(&mut sink, message).await {
                     tracing::debug!(%error, "write failed");
                     // Keep waiting for the close signal: the reader decides how the connection ends.
                     let _ = close.await;
@@ -207,58 +230,129 @@ async fn write_loop(
     }
 }
 
-/// Writes one text message, split into continuation frames of at most 32 KiB as API Gateway does.
-async fn write_text(sink: &mut SplitSink<Socket, Message>, text: String) -> Result<(), WsError> {
-    if text.len() <= MAX_FRAME_BYTES {
-        return sink.send(Message::text(text)).await;
-    }
-    let bytes = bytes::Bytes::from(text);
+/// Writes one message, split into continuation frames of at most 32 KiB as API Gateway does.
+async fn write_message<S: Socket>(sink: &mut SplitSink<S, Message>, message: Outbound) -> Result<(), WsError> {
+    let (bytes, first) = match message {
+        Outbound::Text(text) if text.len() <= MAX_FRAME_BYTES => return sink.send(Message::text(text)).await,
+        Outbound::Binary(data) if data.len() <= MAX_FRAME_BYTES => return sink.send(Message::Binary(data)).await,
+        Outbound::Text(text) => (bytes::Bytes::from(text), Data::Text),
+        Outbound::Binary(data) => (data, Data::Binary),
+    };
     let n_chunks = bytes.len().div_ceil(MAX_FRAME_BYTES);
     for i in 0..n_chunks {
         let chunk = bytes.slice(i * MAX_FRAME_BYTES..((i + 1) * MAX_FRAME_BYTES).min(bytes.len()));
-        let opcode = if i == 0 { OpCode::Data(Data::Text) } else { OpCode::Data(Data::Continue) };
+        let opcode = if i == 0 { OpCode::Data(first) } else { OpCode::Data(Data::Continue) };
         sink.feed(Message::Frame(Frame::message(chunk, opcode, i + 1 == n_chunks))).await?;
     }
     sink.flush().await
 }
 
-/// Runs `$default` for each received message, in order, and sends the route response back.
+/// Protocol errors that are the client's fault and fail the connection with 1002. Errors about the connection's
+/// own state (a reset, frames after the close) end it without a close frame.
+fn is_client_protocol_error(error: &ProtocolError) -> bool {
+    matches!(
+        error,
+        ProtocolError::UnmaskedFrameFromClient
+            | ProtocolError::NonZeroReservedBits
+            | ProtocolError::UnknownControlFrameType(_)
+            | ProtocolError::UnknownDataFrameType(_)
+            | ProtocolError::UnexpectedContinueFrame
+            | ProtocolError::ExpectedFragment(_)
+            | ProtocolError::FragmentedControlFrame
+            | ProtocolError::ControlFrameTooBig
+            | ProtocolError::InvalidCloseSequence
+            | ProtocolError::InvalidOpcode(_)
+    )
+}
+
+/// Runs `$default` for each received message and sends the route response back: concurrently by default, one
+/// after another with `strict_order`. Returns once every started invocation has finished, so `$disconnect` never
+/// overtakes a message that arrived before the close.
 async fn invoke_loop(
     gateway: Arc<Gateway>,
     connection: Arc<Connection>,
     ctx: ConnectionContext,
     mut inbox: mpsc::Receiver<String>,
 ) {
+    let mut running = JoinSet::new();
     while let Some(body) = inbox.recv().await {
-        let route_key = select_route(&body, &ROUTES);
-        let invocation = Invocation { request_id: new_request_id(), time_ms: chrono::Utc::now().timestamp_millis() };
-        let message_id = new_message_id();
-        let reply = match events::message_event(&ctx, route_key, &message_id, &body, &invocation) {
-            Ok((_, event)) => {
-                let deps = gateway.deps.clone();
-                let call = tokio::spawn(async move { message::handle(&deps, event).await });
-                match timeout(INTEGRATION_TIMEOUT, call).await {
-                    // The `$default` route response sends the body, whatever the status code.
-                    Ok(Ok(Ok(response))) => events::body_text(response.body),
-                    Ok(Ok(Err(error))) => {
-                        tracing::error!(%error, "$default failed");
-                        Some(gateway_error("Internal server error", &ctx, &invocation))
-                    }
-                    Ok(Err(join)) => {
-                        tracing::error!(error = %join, "$default panicked");
-                        Some(gateway_error("Internal server error", &ctx, &invocation))
-                    }
-                    Err(_) => Some(gateway_error("Endpoint request timed out", &ctx, &invocation)),
+        // Reap finished invocations so the set does not grow with the connection's lifetime.
+        while let Some(done) = running.try_join_next() {
+            report_panic(done);
+        }
+        let invocation = invoke(gateway.clone(), connection.clone(), ctx.clone(), body);
+        if gateway.settings.strict_order {
+            invocation.await;
+        } else {
+            running.spawn(invocation);
+        }
+    }
+    while let Some(done) = running.join_next().await {
+        report_panic(done);
+    }
+}
+
+fn report_panic(done: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = done {
+        tracing::error!(%error, "message invocation panicked");
+    }
+}
+
+/// One MESSAGE: throttling, the `$default` integration under the integration timeout, and its route response.
+async fn invoke(gateway: Arc<Gateway>, connection: Arc<Connection>, ctx: ConnectionContext, body: String) {
+    let invocation = Invocation { request_id: new_request_id(), time_ms: chrono::Utc::now().timestamp_millis() };
+    if let Some(throttles) = &gateway.throttles
+        && !throttles.default_route.try_take()
+    {
+        tracing::warn!(connection_id = %ctx.connection_id, "message throttled by the stage's route limits");
+        let _ = connection.queue_waiting(gateway_error("Too Many Requests", &ctx, &invocation)).await;
+        return;
+    }
+    let route_key = select_route(&body, &ROUTES);
+    let message_id = new_message_id();
+    let reply = match events::message_event(&ctx, route_key, &message_id, &body, &invocation) {
+        Ok((_, event)) => {
+            let deps = gateway.deps.clone();
+            let call = tokio::spawn(async move { message::handle(&deps, event).await });
+            match timeout(gateway.settings.integration_timeout, call).await {
+                // The `$default` route response sends the body, whatever the status code.
+                Ok(Ok(Ok(response))) => events::body_text(response.body),
+                Ok(Ok(Err(error))) => {
+                    tracing::error!(%error, "$default failed");
+                    Some(gateway_error("Internal server error", &ctx, &invocation))
+                }
+                Ok(Err(join)) => {
+                    tracing::error!(error = %join, "$default panicked");
+                    Some(gateway_error("Internal server error", &ctx, &invocation))
+                }
+                Err(_) => {
+                    tracing::error!(connection_id = %ctx.connection_id, "$default exceeded the integration timeout");
+                    Some(gateway_error("Endpoint request timed out", &ctx, &invocation))
                 }
             }
-            Err(error) => {
-                tracing::error!(%error, "message event has the wrong shape");
-                Some(gateway_error("Internal server error", &ctx, &invocation))
-            }
-        };
-        if let Some(reply) = reply {
-            let _ = connection.queue_waiting(reply).await;
         }
+        Err(error) => {
+            tracing::error!(%error, "message event has the wrong shape");
+            Some(gateway_error("Internal server error", &ctx, &invocation))
+        }
+    };
+    let reply = reply.map(|reply| {
+        if reply.len() > MAX_MESSAGE_BYTES {
+            // API Gateway cannot send a message this large, so the answer never reaches the client. Loudly: on AWS
+            // this is an ack that silently goes missing.
+            tracing::error!(
+                connection_id = %ctx.connection_id,
+                bytes = reply.len(),
+                limit = MAX_MESSAGE_BYTES,
+                "route response exceeds API Gateway's message limit and is not delivered"
+            );
+            gateway_error("Internal server error", &ctx, &invocation)
+        } else {
+            reply
+        }
+    });
+    if let Some(reply) = reply {
+        let _ = connection.queue_waiting(reply).await;
     }
 }
 

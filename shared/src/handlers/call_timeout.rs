@@ -24,11 +24,11 @@ const MAX_CALL_ID_CHARS: usize = 128;
 /// Expires the call of every record that is still ringing, and answers which records SQS must deliver again.
 #[tracing::instrument(skip_all, fields(records = event.records.len()))]
 pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
-    let outcomes: Vec<_> = futures::stream::iter(&event.records)
-        .map(|record| async move { (record, check(deps, record).await) })
-        .buffered(CONCURRENCY)
-        .collect()
-        .await;
+    // The futures are built before they are streamed: a stream mapping a closure over borrowed records is not
+    // provably `Send` for every lifetime (rust-lang/rust#100013), which stops callers that spawn this handler, such
+    // as the local harness's emulated event source mapping.
+    let checks: Vec<_> = event.records.iter().map(|record| check_record(deps, record)).collect();
+    let outcomes: Vec<_> = futures::stream::iter(checks).buffered(CONCURRENCY).collect().await;
     let mut response = SqsBatchResponse::default();
     for (record, outcome) in outcomes {
         let message_id = record.message_id.as_deref().unwrap_or_default();
@@ -81,6 +81,10 @@ impl RecordError {
 }
 
 /// Checks one record; answers its call id.
+async fn check_record<'a>(deps: &Deps, record: &'a SqsMessage) -> (&'a SqsMessage, Result<String, RecordError>) {
+    (record, check(deps, record).await)
+}
+
 async fn check(deps: &Deps, record: &SqsMessage) -> Result<String, RecordError> {
     let body = record.body.as_deref().ok_or(RecordError::MissingBody)?;
     let MissedCallCheck { call_id } = serde_json::from_str(body).map_err(RecordError::Malformed)?;
@@ -99,13 +103,13 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
-    use crate::handlers::calls::OnTouchCallTimer;
     use crate::ids::{ConnectionId, UserId};
     use crate::push::recording::RecordingPusher;
     use crate::rooms::RoomName;
     use crate::store::faulty::{Fault, FaultyStore};
     use crate::store::sqlite::SqliteStore;
     use crate::store::*;
+    use crate::timer::OnTouchCallTimer;
 
     const FIXTURE: &[u8] = include_bytes!("../../tests/fixtures/sqs-call-timeout.json");
     /// The call id in the fixture's body.

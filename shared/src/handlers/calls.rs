@@ -7,9 +7,6 @@
 //! [`load_call`] expires an overdue ringing call on touch as well, so a lost or late timer only delays the
 //! `call:missed` frames.
 
-use std::sync::{Arc, OnceLock, Weak};
-
-use async_trait::async_trait;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -25,47 +22,7 @@ use crate::protocol::payloads::{
     InitiateCall, SignalRelayed, SignalRequest,
 };
 use crate::protocol::{ErrorCode, ServerFrame, events, timestamp};
-use crate::store::{BoxError, CallRecord, CallState, CallTransition, CallType, PresenceStatus, StoreError};
-pub use crate::timer::{CallTimer, OnTouchCallTimer};
-
-/// The harness's timer: a tokio task per ringing call. Bound to the `Deps` it serves after they are built.
-#[derive(Default)]
-pub struct InProcessCallTimer {
-    deps: OnceLock<Weak<Deps>>,
-}
-
-impl InProcessCallTimer {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-
-    /// Connects the timer to the handlers' dependencies; a weak reference, so the two do not keep each other alive.
-    pub fn bind(&self, deps: &Arc<Deps>) {
-        let _ = self.deps.set(Arc::downgrade(deps));
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("call timer is not bound to handler dependencies")]
-struct UnboundTimer;
-
-#[async_trait]
-impl CallTimer for InProcessCallTimer {
-    async fn schedule_missed_check(&self, call_id: &str, after_seconds: u64) -> Result<(), BoxError> {
-        let deps = self.deps.get().cloned().ok_or(UnboundTimer)?;
-        let call_id = call_id.to_owned();
-        tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_secs(after_seconds)).await;
-            // The harness may have shut down while the call rang; then there is nobody left to tell.
-            if let Some(deps) = deps.upgrade()
-                && let Err(error) = expire_if_unanswered(&deps, &call_id).await
-            {
-                tracing::warn!(call_id, error = %error, "missed-call check failed");
-            }
-        });
-        Ok(())
-    }
-}
+use crate::store::{CallRecord, CallState, CallTransition, CallType, PresenceStatus, StoreError};
 
 fn call_view(call: &CallRecord) -> CallView {
     CallView {

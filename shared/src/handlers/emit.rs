@@ -454,10 +454,10 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
-    use crate::handlers::calls::OnTouchCallTimer;
     use crate::push::recording::RecordingPusher;
     use crate::store::sqlite::SqliteStore;
     use crate::store::{ConnectionRecord, HistoryQuery};
+    use crate::timer::OnTouchCallTimer;
 
     struct Fixture {
         deps: Deps,

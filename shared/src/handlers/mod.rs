@@ -21,6 +21,7 @@ use crate::auth::TokenVerifier;
 use crate::config::Config;
 use crate::push::Pusher;
 use crate::store::Store;
+use crate::timer::CallTimer;
 
 pub mod authorizer;
 pub mod call_timeout;
@@ -47,17 +48,12 @@ pub struct Deps {
     pub store: Arc<dyn Store>,
     pub pusher: Arc<dyn Pusher>,
     pub verifier: TokenVerifier,
-    pub call_timer: Arc<dyn calls::CallTimer>,
+    pub call_timer: Arc<dyn CallTimer>,
     pub started_at: DateTime<Utc>,
 }
 
 impl Deps {
-    pub fn new(
-        config: Config,
-        store: Arc<dyn Store>,
-        pusher: Arc<dyn Pusher>,
-        call_timer: Arc<dyn calls::CallTimer>,
-    ) -> Self {
+    pub fn new(config: Config, store: Arc<dyn Store>, pusher: Arc<dyn Pusher>, call_timer: Arc<dyn CallTimer>) -> Self {
         let verifier = TokenVerifier::new(&config.jwt);
         Self { config: Arc::new(config), store, pusher, verifier, call_timer, started_at: Utc::now() }
     }

@@ -62,7 +62,11 @@ pub fn router(deps: Arc<Deps>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(cors(&deps.config.cors_origins))
-        .layer(TraceLayer::new_for_http())
+        // The default span logs the raw URI, and browsers send `?token=`: log it redacted.
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+            let uri = crate::telemetry::redacted_uri(request.uri());
+            tracing::debug_span!("request", method = %request.method(), %uri, version = ?request.version())
+        }))
         .with_state(deps)
 }
 

@@ -5,8 +5,9 @@
 //!
 //! Everything lives here rather than in the binary so tests drive it in-process: [`parse_command`] turns a line
 //! into a [`Command`], and a [`Session`] runs commands against a live connection and writes to any async writer.
-//! This module is a client of the hub like any other; it holds no hub logic and reuses nothing of the harness but
-//! the development-secret defaults of [`Config`].
+//! This package is a client of the hub like any other; it holds no hub logic and reuses nothing of the harness but
+//! the development-secret defaults of [`Config`]. [`AckRequest`], how a request finds its ack, is shared with the
+//! end-to-end tests' client.
 
 use std::error::Error as StdError;
 use std::time::Duration;
@@ -382,6 +383,32 @@ impl Outcome {
     }
 }
 
+/// One request of the client protocol (`{"action", "id", "data"}`) and the rule that recognises its answer: the ack
+/// carrying the same id. Acks may arrive in any order (API Gateway invokes each frame independently), so a client
+/// matches them by id, never by position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AckRequest {
+    pub action: String,
+    pub id: String,
+    pub data: Value,
+}
+
+impl AckRequest {
+    pub fn new(action: impl Into<String>, id: impl Into<String>, data: Value) -> Self {
+        Self { action: action.into(), id: id.into(), data }
+    }
+
+    /// The text frame to send.
+    pub fn to_text(&self) -> String {
+        json!({"action": self.action, "id": self.id, "data": self.data}).to_string()
+    }
+
+    /// Whether `frame` is this request's ack.
+    pub fn is_answered_by(&self, frame: &Value) -> bool {
+        frame["type"] == "ack" && frame["id"] == self.id.as_str()
+    }
+}
+
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A connection to a hub and the writer its frames are printed to, one JSON line each.
@@ -537,17 +564,15 @@ impl<W: AsyncWrite + Unpin> Session<W> {
     /// Sends `{"action", "id", "data"}` and waits for the ack with that id.
     async fn request(&mut self, action: &str, data: Value) -> Result<Outcome, CliError> {
         self.next_id += 1;
-        let id = format!("cli-{}", self.next_id);
-        let frame = json!({"action": action, "id": id, "data": data});
-        self.ws.send(Message::text(frame.to_string())).await.map_err(|e| CliError::Socket(Box::new(e)))?;
+        let request = AckRequest::new(action, format!("cli-{}", self.next_id), data);
+        self.ws.send(Message::text(request.to_text())).await.map_err(|e| CliError::Socket(Box::new(e)))?;
         let deadline = Instant::now() + self.timeout;
         loop {
             let next = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .map_err(|_| CliError::AnswerTimeout { action: action.to_owned(), after: self.timeout })?;
             if let Some(ack) = self.print_incoming(next).await?
-                && ack["type"] == "ack"
-                && ack["id"] == id.as_str()
+                && request.is_answered_by(&ack)
             {
                 return Ok(outcome_of_ack(&ack));
             }

@@ -1,9 +1,9 @@
-//! `bellhop-cli`: the smoke-test client. Wiring only; the client is `local::cli`.
+//! `bellhop-cli`: the smoke-test client. Wiring only; the client is the `cli` library.
 
 use std::io::IsTerminal;
 
 use clap::Parser;
-use local::cli::{self, Args};
+use cli::Args;
 use shared::config::Config;
 
 #[tokio::main]
