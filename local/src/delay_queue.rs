@@ -1,6 +1,6 @@
-//! The missed-call SQS delay queue, emulated the way the rest of this crate emulates API Gateway: the harness's
-//! [`CallTimer`] enqueues the very message `shared::timer::sqs::SqsCallTimer` sends in the cloud (a
-//! `MissedCallCheck` body, delayed by the ring time), and when messages are due they are handed to
+//! The timer's SQS delay queue, emulated the way the rest of this crate emulates API Gateway: the harness's
+//! [`Timer`] enqueues the very message `shared::timer::sqs::SqsTimer` sends in the cloud (a `TimerJob` body: a
+//! missed-call or token-expiry check, with its delay), and when messages are due they are handed to
 //! `shared::handlers::call_timeout` as an `aws_lambda_events` SQS event shaped as Lambda's event source mapping
 //! delivers it: batches of up to 10 records, each with its message id, receipt handle, MD5 of the body and
 //! `ApproximateReceiveCount`. Records the handler reports in `batchItemFailures` become visible again after the
@@ -20,8 +20,8 @@ use aws_lambda_events::sqs::SqsEvent;
 use serde_json::{Value, json};
 use shared::handlers::Deps;
 use shared::store::BoxError;
-use shared::timer::CallTimer;
-use shared::timer::{MAX_DELAY_SECONDS, MissedCallCheck};
+use shared::timer::Timer;
+use shared::timer::{MAX_DELAY_SECONDS, TimerJob};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -76,7 +76,7 @@ pub struct DelayQueue {
 pub enum DelayQueueError {
     #[error("a delay of {0} s exceeds the SQS maximum of {MAX_DELAY_SECONDS} s")]
     DelayTooLong(u64),
-    #[error("could not encode the missed-call message")]
+    #[error("could not encode the timer message")]
     Encode(#[source] serde_json::Error),
 }
 
@@ -172,14 +172,13 @@ impl DelayQueue {
 }
 
 #[async_trait]
-impl CallTimer for DelayQueue {
-    async fn schedule_missed_check(&self, call_id: &str, after_seconds: u64) -> Result<(), BoxError> {
+impl Timer for DelayQueue {
+    async fn schedule(&self, job: &TimerJob, after_seconds: u64) -> Result<(), BoxError> {
         // SQS refuses a DelaySeconds over 900, and so does this queue.
         if after_seconds > MAX_DELAY_SECONDS {
             return Err(Box::new(DelayQueueError::DelayTooLong(after_seconds)));
         }
-        let body = serde_json::to_string(&MissedCallCheck { call_id: call_id.to_owned() })
-            .map_err(|e| Box::new(DelayQueueError::Encode(e)) as BoxError)?;
+        let body = serde_json::to_string(job).map_err(|e| Box::new(DelayQueueError::Encode(e)) as BoxError)?;
         let message = QueuedMessage {
             message_id: uuid::Uuid::new_v4().to_string(),
             body,
@@ -289,9 +288,9 @@ mod tests {
     async fn messages_become_visible_after_their_delay_in_batches_of_ten() {
         let queue = DelayQueue::new(QueueSettings::default(), "us-east-1");
         for n in 0..12 {
-            queue.schedule_missed_check(&format!("call-{n}"), 0).await.expect("scheduled");
+            queue.schedule(&TimerJob::missed_call(&format!("call-{n}")), 0).await.expect("scheduled");
         }
-        queue.schedule_missed_check("later", 60).await.expect("scheduled");
+        queue.schedule(&TimerJob::missed_call("later"), 60).await.expect("scheduled");
 
         let now = Instant::now();
         let first = queue.receive(now).expect("a batch");
@@ -306,7 +305,7 @@ mod tests {
     #[tokio::test]
     async fn a_delay_over_fifteen_minutes_is_refused_as_sqs_refuses_it() {
         let queue = DelayQueue::new(QueueSettings::default(), "us-east-1");
-        let error = queue.schedule_missed_check("c", MAX_DELAY_SECONDS + 1).await.expect_err("too long");
+        let error = queue.schedule(&TimerJob::missed_call("c"), MAX_DELAY_SECONDS + 1).await.expect_err("too long");
         assert!(error.to_string().contains("exceeds the SQS maximum"), "{error}");
         assert_eq!(queue.waiting(), 0);
     }
@@ -314,7 +313,7 @@ mod tests {
     #[tokio::test]
     async fn the_event_has_the_shape_lambdas_event_source_mapping_delivers() {
         let queue = DelayQueue::new(QueueSettings::default(), "eu-west-1");
-        queue.schedule_missed_check("call-1", 0).await.expect("scheduled");
+        queue.schedule(&TimerJob::missed_call("call-1"), 0).await.expect("scheduled");
         let batch = queue.receive(Instant::now()).expect("a batch");
 
         let event = queue.event(&batch).expect("deserialises into SqsEvent");
@@ -331,7 +330,7 @@ mod tests {
     async fn a_failed_record_comes_back_after_the_visibility_timeout_until_it_is_dead_lettered() {
         let settings = QueueSettings { visibility_timeout: Duration::ZERO, max_receive_count: 2 };
         let queue = DelayQueue::new(settings, "us-east-1");
-        queue.schedule_missed_check("call-1", 0).await.expect("scheduled");
+        queue.schedule(&TimerJob::missed_call("call-1"), 0).await.expect("scheduled");
 
         let first = queue.receive(Instant::now()).expect("received once");
         retry_or_dead_letter(&queue, first[0].clone());

@@ -82,6 +82,9 @@ pub struct Identity {
     pub name: Option<String>,
     pub email: Option<String>,
     pub rooms: Vec<RoomName>,
+    /// When the token the connection opened with expires (`exp`, seconds since the epoch). `None` for events whose
+    /// authorizer context carries no `exp`, such as those of connections authorized before it was added.
+    pub expires_at: Option<i64>,
 }
 
 impl Identity {
@@ -94,7 +97,14 @@ impl Identity {
             .map(RoomName::parse)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| AuthError::Invalid)?;
-        Ok(Self { user_id, role: claims.role, name: claims.name, email: claims.email, rooms })
+        Ok(Self {
+            user_id,
+            role: claims.role,
+            name: claims.name,
+            email: claims.email,
+            rooms,
+            expires_at: Some(claims.exp),
+        })
     }
 
     /// The authorizer `context`. API Gateway allows only flat string/number/boolean values, so the room list is a
@@ -106,6 +116,9 @@ impl Identity {
             if let Some(value) = value {
                 context.insert(key.to_owned(), Value::String(value.clone()));
             }
+        }
+        if let Some(exp) = self.expires_at {
+            context.insert("exp".to_owned(), Value::from(exp));
         }
         if !self.rooms.is_empty() {
             let rooms: Vec<&str> = self.rooms.iter().map(RoomName::as_str).collect();
@@ -128,7 +141,9 @@ impl Identity {
                 .ok()?,
             None => Vec::new(),
         };
-        Some(Self { user_id, role: text("role"), name: text("name"), email: text("email"), rooms })
+        // API Gateway hands every context value back as a string.
+        let expires_at = fields.get("exp").and_then(|exp| exp.as_i64().or_else(|| exp.as_str()?.parse().ok()));
+        Some(Self { user_id, role: text("role"), name: text("name"), email: text("email"), rooms, expires_at })
     }
 
     /// The public profile attached to messages and join events.

@@ -11,8 +11,8 @@ use crate::config::{Config, ConfigError};
 use crate::handlers::Deps;
 use crate::push::apigw::ApiGatewayPusher;
 use crate::store::dynamo::DynamoStore;
-use crate::timer::sqs::SqsCallTimer;
-use crate::timer::{CallTimer, OnTouchCallTimer};
+use crate::timer::sqs::SqsTimer;
+use crate::timer::{OnTouchTimer, Timer};
 
 /// The cloud wiring every function but the authorizer shares: DynamoDB store, Management API pusher at
 /// `WS_ENDPOINT`, and the call timer: delayed SQS messages when `MISSED_CALL_QUEUE_URL` is set, otherwise only the
@@ -28,9 +28,9 @@ pub async fn deps(config: Config) -> Result<Deps, ConfigError> {
     };
     let pusher = ApiGatewayPusher::from_sdk_config(&sdk_config, &endpoint);
     // Building the SQS client sends nothing, so functions that never start a call pay only for its set-up.
-    let call_timer: Arc<dyn CallTimer> = match &config.missed_call_queue_url {
-        Some(queue_url) => Arc::new(SqsCallTimer::from_sdk_config(&sdk_config, queue_url.as_str())),
-        None => Arc::new(OnTouchCallTimer),
+    let timer: Arc<dyn Timer> = match &config.missed_call_queue_url {
+        Some(queue_url) => Arc::new(SqsTimer::from_sdk_config(&sdk_config, queue_url.as_str())),
+        None => Arc::new(OnTouchTimer),
     };
-    Ok(Deps::new(config, Arc::new(store), Arc::new(pusher), call_timer))
+    Ok(Deps::new(config, Arc::new(store), Arc::new(pusher), timer))
 }

@@ -273,6 +273,7 @@ mod tests {
             name: None,
             email: None,
             rooms: rooms.iter().map(|r| RoomName::parse(*r).expect("room")).collect(),
+            expires_at: None,
         }
     }
 

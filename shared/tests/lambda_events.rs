@@ -24,7 +24,7 @@ use shared::push::recording::RecordingPusher;
 use shared::rooms::RoomName;
 use shared::store::sqlite::SqliteStore;
 use shared::store::{ConnectionRecord, HistoryQuery};
-use shared::timer::OnTouchCallTimer;
+use shared::timer::OnTouchTimer;
 
 /// The connection of the fixtures that carry a query string (connect, message, disconnect).
 const CONNECTION: &str = "gbf_-C9vMQAYKEiZoA==";
@@ -324,7 +324,7 @@ impl Hub {
         // `Config::for_tests` uses DEV_JWT_SECRET, the secret the fixtures' token was signed with.
         let store = SqliteStore::in_memory().await.expect("in-memory store");
         let pusher = Arc::new(RecordingPusher::default());
-        let deps = Deps::new(Config::for_tests(), Arc::new(store), pusher.clone(), Arc::new(OnTouchCallTimer));
+        let deps = Deps::new(Config::for_tests(), Arc::new(store), pusher.clone(), Arc::new(OnTouchTimer));
         Self { deps, pusher }
     }
 

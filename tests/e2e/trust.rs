@@ -311,3 +311,65 @@ async fn calls_are_limited_per_caller_and_one_rings_per_recipient() {
     bob.next_event("call:incoming").await;
     bob.expect_silence(QUIET).await;
 }
+
+/// Claims for `sub` expiring `seconds` from now.
+fn claims_expiring_in(sub: &str, seconds: i64) -> shared::auth::Claims {
+    let mut claims = crate::helpers::TestHub::claims(sub);
+    claims.exp = chrono::Utc::now().timestamp() + seconds;
+    claims
+}
+
+#[tokio::test]
+async fn a_connection_is_warned_before_its_token_expires_then_closed_with_the_reason() {
+    let hub = spawn_hub_with(|options| {
+        options.config.jwt.leeway_seconds = 0;
+        options.config.limits.token_warning_seconds = 2;
+    })
+    .await;
+    let mut client = hub.connect(&hub.token_with(&claims_expiring_in("short", 3))).await.expect("connect");
+
+    let warning = client.next_event_within("auth:expiring", Duration::from_secs(10)).await;
+    let notice = client.next_event_within("error", Duration::from_secs(10)).await;
+    let close = client.wait_closed(Duration::from_secs(10)).await;
+
+    assert!(warning["data"]["expiresAt"].is_string() && warning["data"]["closesAt"].is_string(), "{warning}");
+    assert_eq!(notice["data"]["code"], "TOKEN_EXPIRED", "{notice}");
+    assert!(close.is_some() || client.is_closed(), "the connection is closed once the token expired");
+}
+
+#[tokio::test]
+async fn auth_refresh_with_a_new_token_keeps_the_connection_open_past_the_old_expiry() {
+    let hub = spawn_hub_with(|options| {
+        options.config.jwt.leeway_seconds = 0;
+        options.config.limits.token_warning_seconds = 4;
+    })
+    .await;
+    let mut client = hub.connect(&hub.token_with(&claims_expiring_in("renewer", 6))).await.expect("connect");
+    client.next_event_within("auth:expiring", Duration::from_secs(10)).await;
+
+    let fresh = hub.token_with(&claims_expiring_in("renewer", 600));
+    let refreshed = client.request("auth:refresh", json!({"token": fresh})).await;
+    // Past the first token's expiry: a frame is refused and the timer closes the connection unless the refresh held.
+    client.expect_silence(Duration::from_secs(7)).await;
+    let ping = client.request("ping", json!({})).await;
+
+    assert_eq!(refreshed["ok"], true, "{refreshed}");
+    assert!(refreshed["data"]["expiresAt"].is_string(), "{refreshed}");
+    assert_eq!(ping["ok"], true, "{ping}");
+    assert!(!client.is_closed());
+}
+
+#[tokio::test]
+async fn auth_refresh_refuses_another_users_token_and_a_forged_one() {
+    let hub = spawn_hub().await;
+    let mut client = hub.connect(&hub.token("owner", "customer")).await.expect("connect");
+
+    let other = client.request("auth:refresh", json!({"token": hub.token("intruder", "customer")})).await;
+    let forged = client.request("auth:refresh", json!({"token": "not.a.jwt"})).await;
+    let expired =
+        client.request("auth:refresh", json!({"token": hub.token_with(&claims_expiring_in("owner", -3600))})).await;
+
+    assert_eq!(error_code(&other), "FORBIDDEN", "{other}");
+    assert_eq!(error_code(&forged), "UNAUTHORIZED", "{forged}");
+    assert_eq!(error_code(&expired), "TOKEN_EXPIRED", "{expired}");
+}

@@ -336,24 +336,26 @@ async fn invoke(gateway: Arc<Gateway>, connection: Arc<Connection>, ctx: Connect
             Some(gateway_error("Internal server error", &ctx, &invocation))
         }
     };
-    let reply = reply.map(|reply| {
-        if reply.len() > MAX_MESSAGE_BYTES {
-            // API Gateway cannot send a message this large, so the answer never reaches the client. Loudly: on AWS
-            // this is an ack that silently goes missing.
-            tracing::error!(
-                connection_id = %ctx.connection_id,
-                bytes = reply.len(),
-                limit = MAX_MESSAGE_BYTES,
-                "route response exceeds API Gateway's message limit and is not delivered"
-            );
-            gateway_error("Internal server error", &ctx, &invocation)
-        } else {
-            reply
-        }
-    });
+    let reply = reply.map(|reply| within_message_limit(reply, &ctx, &invocation));
     if let Some(reply) = reply {
         let _ = connection.queue_waiting(reply).await;
     }
+}
+
+/// A route response as API Gateway delivers it: unchanged when it fits one message, otherwise replaced by the
+/// gateway's error frame, because API Gateway cannot send a message that large and the answer never reaches the
+/// client. Logged loudly: on AWS this is an ack that silently goes missing.
+fn within_message_limit(reply: String, ctx: &ConnectionContext, invocation: &Invocation) -> String {
+    if reply.len() <= MAX_MESSAGE_BYTES {
+        return reply;
+    }
+    tracing::error!(
+        connection_id = %ctx.connection_id,
+        bytes = reply.len(),
+        limit = MAX_MESSAGE_BYTES,
+        "route response exceeds API Gateway's message limit and is not delivered"
+    );
+    gateway_error("Internal server error", ctx, invocation)
 }
 
 fn gateway_error(message: &str, ctx: &ConnectionContext, invocation: &Invocation) -> String {
@@ -375,5 +377,41 @@ async fn run_disconnect(gateway: &Gateway, ctx: &ConnectionContext, code: u16, r
         Ok(Ok(_)) => tracing::info!(connection_id = %ctx.connection_id, code, reason, "disconnected"),
         Ok(Err(error)) => tracing::warn!(connection_id = %ctx.connection_id, %error, "$disconnect failed"),
         Err(join) => tracing::error!(connection_id = %ctx.connection_id, error = %join, "$disconnect panicked"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context() -> (ConnectionContext, Invocation) {
+        let ctx = ConnectionContext {
+            api_id: "api".into(),
+            stage: "local".into(),
+            domain_name: "127.0.0.1".into(),
+            connection_id: "conn-1==".into(),
+            connected_at_ms: 0,
+            source_ip: "127.0.0.1".into(),
+            user_agent: None,
+            authorizer: Default::default(),
+        };
+        (ctx, Invocation { request_id: "req-1".into(), time_ms: 0 })
+    }
+
+    #[test]
+    fn a_route_response_at_the_message_limit_is_delivered_unchanged() {
+        let (ctx, invocation) = context();
+        let reply = "x".repeat(MAX_MESSAGE_BYTES);
+        assert_eq!(within_message_limit(reply.clone(), &ctx, &invocation), reply);
+    }
+
+    #[test]
+    fn a_route_response_over_the_message_limit_becomes_the_gateway_error() {
+        let (ctx, invocation) = context();
+        let answer = within_message_limit("x".repeat(MAX_MESSAGE_BYTES + 1), &ctx, &invocation);
+        let frame: serde_json::Value = serde_json::from_str(&answer).expect("json");
+        assert_eq!(frame["message"], "Internal server error");
+        assert_eq!(frame["connectionId"], "conn-1==");
+        assert_eq!(frame["requestId"], "req-1");
     }
 }

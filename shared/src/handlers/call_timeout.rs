@@ -1,5 +1,5 @@
 //! The `call-timeout` function's handler: it consumes the missed-call queue (messages sent by
-//! [`crate::timer::sqs::SqsCallTimer`] when a call starts ringing, delayed by `CALL_RING_SECONDS`) and expires every
+//! [`crate::timer::sqs::SqsTimer`] when a call starts ringing, delayed by `CALL_RING_SECONDS`) and expires every
 //! call still ringing when its message arrives.
 //!
 //! The decision is [`calls::expire_if_unanswered`], a conditional write, so a call answered, rejected or ended in
@@ -12,8 +12,9 @@
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt;
 
-use super::{Deps, HandlerError, calls};
-use crate::timer::MissedCallCheck;
+use super::{Deps, HandlerError, calls, tokens};
+use crate::ids::ConnectionId;
+use crate::timer::{MissedCallCheck, TimerJob, TokenExpiryCheck};
 
 /// Records checked at once. Each costs a few store calls and two small fan-outs; the template's batch size is 10.
 const CONCURRENCY: usize = 10;
@@ -65,11 +66,13 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
 enum RecordError {
     #[error("message has no body")]
     MissingBody,
-    #[error("message body is not a missed-call check")]
+    #[error("message body is not a timer check")]
     Malformed(#[source] serde_json::Error),
     #[error("call id is empty or longer than {MAX_CALL_ID_CHARS} characters")]
     InvalidCallId,
-    #[error("expiring the call failed")]
+    #[error("connection id is not valid")]
+    InvalidConnectionId,
+    #[error("the check failed")]
     Expire(#[source] HandlerError),
 }
 
@@ -87,12 +90,20 @@ async fn check_record<'a>(deps: &Deps, record: &'a SqsMessage) -> (&'a SqsMessag
 
 async fn check(deps: &Deps, record: &SqsMessage) -> Result<String, RecordError> {
     let body = record.body.as_deref().ok_or(RecordError::MissingBody)?;
-    let MissedCallCheck { call_id } = serde_json::from_str(body).map_err(RecordError::Malformed)?;
-    if call_id.is_empty() || call_id.chars().count() > MAX_CALL_ID_CHARS {
-        return Err(RecordError::InvalidCallId);
+    match serde_json::from_str(body).map_err(RecordError::Malformed)? {
+        TimerJob::MissedCall(MissedCallCheck { call_id }) => {
+            if call_id.is_empty() || call_id.chars().count() > MAX_CALL_ID_CHARS {
+                return Err(RecordError::InvalidCallId);
+            }
+            calls::expire_if_unanswered(deps, &call_id).await.map_err(RecordError::Expire)?;
+            Ok(call_id)
+        }
+        TimerJob::TokenExpiry(TokenExpiryCheck { connection_id }) => {
+            let connection = ConnectionId::parse(connection_id).map_err(|_| RecordError::InvalidConnectionId)?;
+            tokens::check(deps, &connection).await.map_err(RecordError::Expire)?;
+            Ok(connection.to_string())
+        }
     }
-    calls::expire_if_unanswered(deps, &call_id).await.map_err(RecordError::Expire)?;
-    Ok(call_id)
 }
 
 #[cfg(test)]
@@ -109,7 +120,7 @@ mod tests {
     use crate::store::faulty::{Fault, FaultyStore};
     use crate::store::sqlite::SqliteStore;
     use crate::store::*;
-    use crate::timer::OnTouchCallTimer;
+    use crate::timer::OnTouchTimer;
 
     const FIXTURE: &[u8] = include_bytes!("../../tests/fixtures/sqs-call-timeout.json");
     /// The call id in the fixture's body.
@@ -125,7 +136,7 @@ mod tests {
     /// Alice (the caller) and Bob (the recipient), one connection each, over `store`.
     async fn fixture_over(store: Arc<dyn Store>) -> Fixture {
         let pusher = Arc::new(RecordingPusher::default());
-        let deps = Deps::new(Config::for_tests(), store, pusher.clone(), Arc::new(OnTouchCallTimer));
+        let deps = Deps::new(Config::for_tests(), store, pusher.clone(), Arc::new(OnTouchTimer));
         let alice = connect(&deps, "conn-alice", "alice").await;
         let bob = connect(&deps, "conn-bob", "bob").await;
         Fixture { deps, pusher, alice, bob }

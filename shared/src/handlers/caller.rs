@@ -51,7 +51,7 @@ pub fn caller_of(event: &ApiGatewayWebsocketProxyRequest, config: &Config) -> Re
         email: identity.email.clone(),
         connected_at,
         expires_at: connected_at + ttl,
-        token_expires_at: None,
+        token_expires_at: identity.expires_at.and_then(|exp| DateTime::<Utc>::from_timestamp(exp, 0)),
     };
     Ok(Caller { identity, connection })
 }

@@ -23,6 +23,7 @@ use crate::protocol::payloads::{
 };
 use crate::protocol::{ErrorCode, ServerFrame, events, timestamp};
 use crate::store::{CallRecord, CallState, CallTransition, CallType, PresenceStatus, StoreError};
+use crate::timer::TimerJob;
 
 fn call_view(call: &CallRecord) -> CallView {
     CallView {
@@ -115,7 +116,8 @@ pub async fn initiate(deps: &Deps, caller: &Caller, request: InitiateCall) -> Ac
     };
     let incoming = ServerFrame::typed_event(events::CALL_INCOMING, &incoming);
     deps.deliver(recipient_connections.into_iter().map(|c| c.connection_id).collect(), &incoming).await;
-    if let Err(error) = deps.call_timer.schedule_missed_check(&ringing.call_id, deps.config.call_ring_seconds).await {
+    let check = TimerJob::missed_call(ringing.call_id.clone());
+    if let Err(error) = deps.timer.schedule(&check, deps.config.call_ring_seconds).await {
         // Without the timer the call would ring forever: fail it now rather than leave it hanging.
         tracing::error!(error = %error, "could not schedule the missed-call check");
         transition(deps, &ringing.call_id, &[CallState::Ringing], CallState::Failed).await?;
@@ -263,7 +265,7 @@ pub async fn signal(deps: &Deps, caller: &Caller, request: SignalRequest) -> Act
     Ok(SignalRelayed { call_id: call.call_id, relayed: report.delivered.len() as u64 })
 }
 
-/// Turns a call still ringing into a missed one and tells both parties. Called by the [`CallTimer`] when the ring
+/// Turns a call still ringing into a missed one and tells both parties. Called by the [`Timer`] when the ring
 /// time is up; harmless when the call was answered, rejected or ended in the meantime.
 pub async fn expire_if_unanswered(deps: &Deps, call_id: &str) -> Result<(), HandlerError> {
     let change = CallTransition { from: vec![CallState::Ringing], to: CallState::Missed, at: chrono::Utc::now() };

@@ -7,7 +7,7 @@
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 
 use super::caller::{caller_of, refusal, response};
-use super::{Deps, HandlerError, presence};
+use super::{Deps, HandlerError, presence, tokens};
 use crate::auth::{TokenSource, extract_token};
 use crate::store::StoreError;
 
@@ -60,6 +60,7 @@ pub async fn handle(
         return Ok(store_failed(error));
     }
     tracing::info!(n_rooms = rooms.len(), "connected");
+    tokens::schedule_first_check(deps, &caller).await;
 
     // Telling subscribers is best effort: the connection is already recorded and usable.
     if let Err(error) = presence::on_connected(deps, &caller, open == 0).await {

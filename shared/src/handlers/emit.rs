@@ -457,7 +457,7 @@ mod tests {
     use crate::push::recording::RecordingPusher;
     use crate::store::sqlite::SqliteStore;
     use crate::store::{ConnectionRecord, HistoryQuery};
-    use crate::timer::OnTouchCallTimer;
+    use crate::timer::OnTouchTimer;
 
     struct Fixture {
         deps: Deps,
@@ -469,7 +469,7 @@ mod tests {
         configure(&mut config);
         let store = SqliteStore::in_memory().await.expect("in-memory store");
         let pusher = Arc::new(RecordingPusher::default());
-        let deps = Deps::new(config, Arc::new(store), pusher.clone(), Arc::new(OnTouchCallTimer));
+        let deps = Deps::new(config, Arc::new(store), pusher.clone(), Arc::new(OnTouchTimer));
         Fixture { deps, pusher }
     }
 

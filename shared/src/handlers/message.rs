@@ -12,10 +12,11 @@ use super::caller::{Caller, caller_of, response};
 use super::delivery::prune;
 use super::errors::{ActionError, ActionResult, HandlerError};
 use super::limits::{self, Verdict};
-use super::{Deps, calls, chat, membership, notifications, presence};
+use super::{Deps, calls, chat, membership, notifications, presence, tokens};
 use crate::protocol::payloads::Pong;
 use crate::protocol::{
-    Action, ClientFrame, ErrorBody, ErrorCode, ServerFrame, events, now, parse_client_frame, parse_data, to_data,
+    Action, ClientFrame, ErrorBody, ErrorCode, RejectedFrame, ServerFrame, events, now, parse_client_frame, parse_data,
+    to_data,
 };
 use crate::push::PushError;
 
@@ -42,15 +43,17 @@ pub async fn handle(
     // Every frame counts against the connection's rate, malformed ones too, and is refused before any store write
     // or fan-out. The frame is parsed first only so that the refusal can be addressed to its request id.
     if let Verdict::Limited { retry_after } = limits::inbound_frame(deps, caller.id()).await {
-        let id = match &parsed {
-            Ok(frame) => frame.id.clone(),
-            Err(rejected) => rejected.id.clone(),
-        };
+        let id = request_id(&parsed);
         if limits::strike(deps, caller.id()).await != Verdict::Allowed {
             close_for_flooding(deps, &caller).await;
         }
         let refusal = ActionError::rate_limited("too many frames on this connection; slow down", retry_after);
         return Ok(reply(id, Err(refusal), false));
+    }
+    match tokens::refuse_if_expired(deps, &caller).await {
+        Ok(None) => {}
+        Ok(Some(refusal)) => return Ok(reply(request_id(&parsed), Err(refusal), false)),
+        Err(error) => return Ok(reply(request_id(&parsed), Err(error.into()), false)),
     }
     let frame = match parsed {
         Ok(frame) => frame,
@@ -64,6 +67,14 @@ pub async fn handle(
     let is_hello = frame.action == Action::Hello;
     let outcome = dispatch(deps, &caller, frame).await;
     Ok(reply(id, outcome, is_hello))
+}
+
+/// The request id of a frame, parsed or not, so that a refusal can be addressed to it.
+fn request_id(parsed: &Result<ClientFrame, RejectedFrame>) -> Option<String> {
+    match parsed {
+        Ok(frame) => frame.id.clone(),
+        Err(rejected) => rejected.id.clone(),
+    }
 }
 
 /// Closes a connection that kept exceeding its rate after being told to slow down. The Management API closes with
@@ -87,9 +98,7 @@ async fn dispatch(deps: &Deps, caller: &Caller, frame: ClientFrame) -> ActionRes
     match action {
         Action::Hello => ack(membership::hello(deps, caller).await),
         Action::Ping => ack(Ok(Pong { pong: true, time: now() })),
-        Action::AuthRefresh => {
-            Err(ActionError::new(ErrorCode::UnknownAction, "auth:refresh is not available on this server yet"))
-        }
+        Action::AuthRefresh => ack(tokens::refresh(deps, caller, parse_data(data)?).await),
         Action::RoomJoin => ack(membership::join(deps, caller, parse_data(data)?).await),
         Action::RoomLeave => ack(membership::leave(deps, caller, parse_data(data)?).await),
         Action::RoomMembers => ack(membership::members(deps, caller, parse_data(data)?).await),

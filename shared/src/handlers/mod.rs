@@ -21,7 +21,7 @@ use crate::auth::TokenVerifier;
 use crate::config::Config;
 use crate::push::Pusher;
 use crate::store::Store;
-use crate::timer::CallTimer;
+use crate::timer::Timer;
 
 pub mod authorizer;
 pub mod call_timeout;
@@ -38,6 +38,7 @@ pub mod membership;
 pub mod message;
 pub mod notifications;
 pub mod presence;
+pub mod tokens;
 
 pub use errors::{ActionError, ActionResult, HandlerError};
 
@@ -48,14 +49,14 @@ pub struct Deps {
     pub store: Arc<dyn Store>,
     pub pusher: Arc<dyn Pusher>,
     pub verifier: TokenVerifier,
-    pub call_timer: Arc<dyn CallTimer>,
+    pub timer: Arc<dyn Timer>,
     pub started_at: DateTime<Utc>,
 }
 
 impl Deps {
-    pub fn new(config: Config, store: Arc<dyn Store>, pusher: Arc<dyn Pusher>, call_timer: Arc<dyn CallTimer>) -> Self {
+    pub fn new(config: Config, store: Arc<dyn Store>, pusher: Arc<dyn Pusher>, timer: Arc<dyn Timer>) -> Self {
         let verifier = TokenVerifier::new(&config.jwt);
-        Self { config: Arc::new(config), store, pusher, verifier, call_timer, started_at: Utc::now() }
+        Self { config: Arc::new(config), store, pusher, verifier, timer, started_at: Utc::now() }
     }
 }
 

@@ -153,6 +153,8 @@ pub enum ErrorCode {
     Forbidden,
     /// The caller is not authenticated.
     Unauthorized,
+    /// The connection's token expired and was not refreshed in time (`auth:refresh`); reconnect with a new one.
+    TokenExpired,
     /// The referenced booking room, call, notification or connection does not exist.
     NotFound,
     /// The action conflicts with current state (a call already answered, an idempotency key in flight).
@@ -175,6 +177,7 @@ impl ErrorCode {
             ErrorCode::InvalidRoom => "INVALID_ROOM",
             ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::TokenExpired => "TOKEN_EXPIRED",
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::Conflict => "CONFLICT",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",

@@ -1,8 +1,9 @@
-//! The timer port: checks the hub schedules for later, such as turning an unanswered call into a missed one.
+//! The timer port: checks the hub schedules for later, such as turning an unanswered call into a missed one or
+//! closing a connection whose token expired.
 //!
 //! A Lambda cannot keep a task alive after it answers, so a check is a message on a delay queue: SQS in the cloud
-//! ([`sqs::SqsCallTimer`], consumed by `functions/call-timeout`), the harness's emulation of that queue offline. Both
-//! end in the same handler. This module owns the queue message's shape ([`MissedCallCheck`]), so the sender and the
+//! ([`sqs::SqsTimer`], consumed by `functions/call-timeout`), the harness's emulation of that queue offline. Both
+//! end in the same handler. This module owns the queue message's shape ([`TimerJob`]), so the sender and the
 //! consumer cannot drift apart, and the delay limit SQS enforces.
 //!
 //! Why an SQS delay queue and not EventBridge Scheduler: each message carries its own delay (`DelaySeconds`, up to
@@ -21,28 +22,73 @@ pub mod sqs;
 /// The longest delay SQS gives a single message (15 minutes); `CALL_RING_SECONDS` may not exceed it.
 pub const MAX_DELAY_SECONDS: u64 = 900;
 
-/// The body of a missed-call message: `{"callId": "..."}`. Nothing else is needed, because the call record in the
-/// store is the truth about whether the call was answered.
+/// A check the hub runs later: the body of one delay-queue message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(untagged)]
+pub enum TimerJob {
+    /// Turn a call still ringing after its ring time into a missed one.
+    MissedCall(MissedCallCheck),
+    /// Warn a connection whose token is about to expire, and close it once it has.
+    TokenExpiry(TokenExpiryCheck),
+}
+
+impl TimerJob {
+    pub fn missed_call(call_id: impl Into<String>) -> Self {
+        TimerJob::MissedCall(MissedCallCheck { call_id: call_id.into() })
+    }
+
+    pub fn token_expiry(connection_id: impl Into<String>) -> Self {
+        TimerJob::TokenExpiry(TokenExpiryCheck { connection_id: connection_id.into() })
+    }
+}
+
+/// `{"callId": "..."}`. Nothing else is needed, because the call record in the store is the truth about whether the
+/// call was answered. Unknown fields are refused so the two kinds of job cannot be mistaken for each other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MissedCallCheck {
     pub call_id: String,
 }
 
-/// Schedules the check that turns an unanswered call into a missed one.
-#[async_trait]
-pub trait CallTimer: Send + Sync + 'static {
-    async fn schedule_missed_check(&self, call_id: &str, after_seconds: u64) -> Result<(), BoxError>;
+/// `{"connectionId": "..."}`. The connection record holds the token's current expiry, which `auth:refresh` moves,
+/// so the check reads it when it runs rather than trusting a time fixed when it was scheduled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenExpiryCheck {
+    pub connection_id: String,
 }
 
-/// The Lambda functions' fallback timer when no missed-call queue is configured (`MISSED_CALL_QUEUE_URL` unset):
-/// schedules nothing. A ringing call past its ring time is then expired the next time anyone touches it, and both
-/// parties are told then.
-pub struct OnTouchCallTimer;
+/// Schedules checks to run after a delay of at most [`MAX_DELAY_SECONDS`].
+#[async_trait]
+pub trait Timer: Send + Sync + 'static {
+    async fn schedule(&self, job: &TimerJob, after_seconds: u64) -> Result<(), BoxError>;
+}
+
+/// The Lambda functions' fallback timer when no timer queue is configured (`MISSED_CALL_QUEUE_URL` unset): schedules
+/// nothing. A ringing call past its ring time is then expired the next time anyone touches it, and an expired token
+/// is refused at the connection's next frame.
+pub struct OnTouchTimer;
 
 #[async_trait]
-impl CallTimer for OnTouchCallTimer {
-    async fn schedule_missed_check(&self, _call_id: &str, _after_seconds: u64) -> Result<(), BoxError> {
+impl Timer for OnTouchTimer {
+    async fn schedule(&self, _job: &TimerJob, _after_seconds: u64) -> Result<(), BoxError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_job_round_trips_as_its_own_kind() {
+        for (job, body) in [
+            (TimerJob::missed_call("c-1"), r#"{"callId":"c-1"}"#),
+            (TimerJob::token_expiry("conn-1"), r#"{"connectionId":"conn-1"}"#),
+        ] {
+            assert_eq!(serde_json::to_string(&job).expect("encode"), body);
+            assert_eq!(serde_json::from_str::<TimerJob>(body).expect("decode"), job);
+        }
+        assert!(serde_json::from_str::<TimerJob>(r#"{"callId":"c","connectionId":"x"}"#).is_err());
     }
 }

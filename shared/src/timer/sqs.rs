@@ -1,4 +1,4 @@
-//! The cloud adapter of the [`CallTimer`] port: a missed-call check is one message on the missed-call SQS queue,
+//! The cloud adapter of the [`Timer`] port: a missed-call check is one message on the missed-call SQS queue,
 //! delayed by the ring time (`DelaySeconds`), which `functions/call-timeout` receives and hands to
 //! `handlers::call_timeout`. It deliberately knows nothing about what a missed call is.
 
@@ -10,28 +10,28 @@ use aws_sdk_sqs::error::SdkError;
 use aws_sdk_sqs::operation::send_message::SendMessageError;
 use aws_smithy_types::timeout::TimeoutConfig;
 
-use super::{CallTimer, MAX_DELAY_SECONDS, MissedCallCheck};
+use super::{MAX_DELAY_SECONDS, Timer, TimerJob};
 use crate::store::BoxError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
     #[error("a delay of {0} s exceeds the SQS maximum of {MAX_DELAY_SECONDS} s")]
     DelayTooLong(u64),
-    #[error("could not encode the missed-call message")]
+    #[error("could not encode the timer message")]
     Encode(#[source] serde_json::Error),
     /// Boxed because the SDK error is large and this enum travels on the happy path's `Result`.
-    #[error("could not send the missed-call message")]
+    #[error("could not send the timer message")]
     Send(#[source] Box<SdkError<SendMessageError>>),
 }
 
-/// [`CallTimer`] over `aws-sdk-sqs`: `SendMessage` with `DelaySeconds` to the missed-call queue.
+/// [`Timer`] over `aws-sdk-sqs`: `SendMessage` with `DelaySeconds` to the missed-call queue.
 #[derive(Debug, Clone)]
-pub struct SqsCallTimer {
+pub struct SqsTimer {
     client: Client,
     queue_url: String,
 }
 
-impl SqsCallTimer {
+impl SqsTimer {
     /// A timer sending to `queue_url`; `endpoint` overrides the SQS endpoint (an emulator in tests). Region and
     /// credentials as [`crate::aws::load`] gives them.
     pub async fn for_queue(queue_url: impl Into<String>, endpoint: Option<&str>) -> Self {
@@ -59,19 +59,18 @@ impl SqsCallTimer {
         &self.queue_url
     }
 
-    /// The SDK client, for calls outside the [`CallTimer`] port (tests receive through it).
+    /// The SDK client, for calls outside the [`Timer`] port (tests receive through it).
     pub fn client(&self) -> &Client {
         &self.client
     }
 
-    /// Sends the missed-call check for `call_id`, to be delivered `after_seconds` from now.
-    pub async fn send_check(&self, call_id: &str, after_seconds: u64) -> Result<(), ScheduleError> {
+    /// Sends `job`, to be delivered `after_seconds` from now.
+    pub async fn send(&self, job: &TimerJob, after_seconds: u64) -> Result<(), ScheduleError> {
         let delay = i32::try_from(after_seconds)
             .ok()
             .filter(|_| after_seconds <= MAX_DELAY_SECONDS)
             .ok_or(ScheduleError::DelayTooLong(after_seconds))?;
-        let body =
-            serde_json::to_string(&MissedCallCheck { call_id: call_id.to_owned() }).map_err(ScheduleError::Encode)?;
+        let body = serde_json::to_string(job).map_err(ScheduleError::Encode)?;
         let sent = self
             .client
             .send_message()
@@ -81,21 +80,22 @@ impl SqsCallTimer {
             .send()
             .await
             .map_err(|error| ScheduleError::Send(Box::new(error)))?;
-        tracing::debug!(call_id, delay_seconds = delay, message_id = sent.message_id(), "missed-call check scheduled");
+        tracing::debug!(?job, delay_seconds = delay, message_id = sent.message_id(), "check scheduled");
         Ok(())
     }
 }
 
 #[async_trait]
-impl CallTimer for SqsCallTimer {
-    async fn schedule_missed_check(&self, call_id: &str, after_seconds: u64) -> Result<(), BoxError> {
-        Ok(self.send_check(call_id, after_seconds).await?)
+impl Timer for SqsTimer {
+    async fn schedule(&self, job: &TimerJob, after_seconds: u64) -> Result<(), BoxError> {
+        Ok(self.send(job, after_seconds).await?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::timer::MissedCallCheck;
 
     /// The SQS endpoint of the integration test, e.g. `moto_server` started by `scripts/sqs-local.sh`.
     const ENDPOINT_VARIABLE: &str = "SQS_ENDPOINT";
@@ -109,9 +109,9 @@ mod tests {
     #[tokio::test]
     async fn a_delay_beyond_fifteen_minutes_is_refused_before_any_request() {
         // Nothing listens on port 9 of loopback: reaching the network would fail differently.
-        let timer = SqsCallTimer::for_queue("http://127.0.0.1:9/000000000000/missed", Some("http://127.0.0.1:9")).await;
+        let timer = SqsTimer::for_queue("http://127.0.0.1:9/000000000000/missed", Some("http://127.0.0.1:9")).await;
 
-        let error = timer.send_check("c-1", MAX_DELAY_SECONDS + 1).await.expect_err("too long");
+        let error = timer.send(&TimerJob::missed_call("c-1"), MAX_DELAY_SECONDS + 1).await.expect_err("too long");
 
         assert!(matches!(error, ScheduleError::DelayTooLong(901)), "{error}");
     }
@@ -119,14 +119,14 @@ mod tests {
     #[tokio::test]
     async fn a_scheduled_check_arrives_on_the_queue_after_its_delay() {
         let Some(endpoint) = crate::testing::integration_var(ENDPOINT_VARIABLE, "an SQS emulator") else { return };
-        let probe = SqsCallTimer::for_queue("unused", Some(&endpoint)).await;
+        let probe = SqsTimer::for_queue("unused", Some(&endpoint)).await;
         let queue_name = format!("bellhop-missed-{}", uuid::Uuid::new_v4().simple());
         let created = probe.client().create_queue().queue_name(&queue_name).send().await.expect("create queue");
         let queue_url = created.queue_url().expect("queue url").to_owned();
-        let timer = SqsCallTimer::for_queue(queue_url.clone(), Some(&endpoint)).await;
+        let timer = SqsTimer::for_queue(queue_url.clone(), Some(&endpoint)).await;
 
         let sent_at = std::time::Instant::now();
-        timer.schedule_missed_check("call-42", 2).await.expect("send through the CallTimer port");
+        timer.schedule(&TimerJob::missed_call("call-42"), 2).await.expect("send through the Timer port");
 
         let mut received = Vec::new();
         for _ in 0..10 {
