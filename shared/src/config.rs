@@ -27,6 +27,10 @@ pub enum ConfigError {
     Invalid { name: &'static str, reason: String },
 }
 
+/// The longest delay SQS gives a single message (15 minutes): every timer check waits at most this long, so
+/// `CALL_RING_SECONDS` may not exceed it.
+pub const MAX_TIMER_DELAY_SECONDS: u64 = 900;
+
 /// Size and rate limits.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -385,7 +389,7 @@ fn harness_settings(get: &impl Fn(&str) -> Option<String>, dev_secrets: bool) ->
 /// The ring time must fit in one SQS message delay (at most 15 minutes), because the cloud's missed-call check is a
 /// delayed message; and a call that is missed the moment it rings is no call at all.
 fn ring_seconds(seconds: u64) -> Result<u64, ConfigError> {
-    let max = crate::timer::MAX_DELAY_SECONDS;
+    let max = MAX_TIMER_DELAY_SECONDS;
     if (1..=max).contains(&seconds) {
         Ok(seconds)
     } else {

@@ -260,14 +260,20 @@ fn each_permission_targets_only_what_it_is_for() {
         }
     }
     let (consumer_id, _) = &functions_by_folder()["call-timeout"];
+    // Senders: call:initiate (message), the first token-expiry check (connect), and the checks that reschedule
+    // themselves (the consumer). Only the consumer receives.
     let expected: BTreeMap<String, BTreeSet<String>> = [
         ("MessageFunction", &["sqs:SendMessage"][..]),
-        (consumer_id.as_str(), &["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"][..]),
+        ("ConnectFunction", &["sqs:SendMessage"][..]),
+        (
+            consumer_id.as_str(),
+            &["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage", "sqs:SendMessage"][..],
+        ),
     ]
     .into_iter()
     .map(|(owner, actions)| (owner.to_owned(), actions.iter().map(|a| (*a).to_owned()).collect()))
     .collect();
-    assert_eq!(sqs_actions, expected, "only call:initiate sends missed-call checks, only their consumer receives them");
+    assert_eq!(sqs_actions, expected, "only the timer's users send checks, only their consumer receives them");
 }
 
 #[test]

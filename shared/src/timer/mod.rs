@@ -19,8 +19,8 @@ use crate::store::BoxError;
 
 pub mod sqs;
 
-/// The longest delay SQS gives a single message (15 minutes); `CALL_RING_SECONDS` may not exceed it.
-pub const MAX_DELAY_SECONDS: u64 = 900;
+/// The longest delay one queue message can wait (SQS's 15 minutes); defined with the configuration it bounds.
+pub use crate::config::MAX_TIMER_DELAY_SECONDS as MAX_DELAY_SECONDS;
 
 /// A check the hub runs later: the body of one delay-queue message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
