@@ -288,7 +288,7 @@ mod tests {
     async fn messages_become_visible_after_their_delay_in_batches_of_ten() {
         let queue = DelayQueue::new(QueueSettings::default(), "us-east-1");
         for n in 0..12 {
-            queue.schedule(&TimerJob::missed_call(&format!("call-{n}")), 0).await.expect("scheduled");
+            queue.schedule(&TimerJob::missed_call(format!("call-{n}")), 0).await.expect("scheduled");
         }
         queue.schedule(&TimerJob::missed_call("later"), 60).await.expect("scheduled");
 
