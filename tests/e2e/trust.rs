@@ -373,3 +373,43 @@ async fn auth_refresh_refuses_another_users_token_and_a_forged_one() {
     assert_eq!(error_code(&forged), "UNAUTHORIZED", "{forged}");
     assert_eq!(error_code(&expired), "TOKEN_EXPIRED", "{expired}");
 }
+
+#[tokio::test]
+async fn conversations_page_with_a_cursor_and_a_forged_cursor_is_refused() {
+    let hub = spawn_hub().await;
+    let token = hub.token("talker", "customer");
+    let mut client = hub.connect(&token).await.expect("connect");
+    for n in 0..5 {
+        let room = format!("topic:t{n}");
+        client.request("room:join", json!({"room": room})).await;
+        let ack = client.request("message:send", json!({"room": room, "content": "hi"})).await;
+        assert_eq!(ack["ok"], true, "{ack}");
+    }
+
+    let mut rooms = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..5 {
+        let path = match &cursor {
+            Some(cursor) => format!("/me/conversations?limit=2&cursor={cursor}"),
+            None => "/me/conversations?limit=2".to_owned(),
+        };
+        let (status, page) = hub.client_call(Method::GET, &path, &token, None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let conversations = page["conversations"].as_array().cloned().unwrap_or_default();
+        assert!(conversations.len() <= 2, "{page}");
+        rooms.extend(conversations.iter().filter_map(|c| c["room"].as_str().map(str::to_owned)));
+        cursor = page["nextCursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let (forged_status, forged) =
+        hub.client_call(Method::GET, "/me/conversations?cursor=bm90LWEtY3Vyc29y", &token, None).await;
+    let members = client.request("room:members", json!({"room": "topic:t0", "cursor": "garbage!"})).await;
+
+    rooms.sort();
+    assert_eq!(rooms, ["topic:t0", "topic:t1", "topic:t2", "topic:t3", "topic:t4"]);
+    assert_eq!(forged_status, StatusCode::BAD_REQUEST, "{forged}");
+    assert_eq!(forged["error"]["code"], "INVALID_DATA", "{forged}");
+    assert_eq!(error_code(&members), "INVALID_DATA", "{members}");
+}

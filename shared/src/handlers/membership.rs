@@ -14,7 +14,7 @@ use crate::protocol::payloads::{
 };
 use crate::protocol::{ErrorCode, ServerFrame, events, now};
 use crate::rooms::{Access, JoinFacts, RoomRule};
-use crate::store::{HistoryQuery, Member};
+use crate::store::{HistoryQuery, Member, StoreError};
 
 /// Most users listed in a `room:join` ack; `participantCount` gives the total and `room:members` pages the rest.
 /// 200 user ids of at most 128 characters stay far below API Gateway's 128 KB route-response limit.
@@ -128,22 +128,23 @@ pub async fn members(deps: &Deps, caller: &Caller, request: MembersRequest) -> A
         return Err(ActionError::invalid(format!("limit must be between 1 and {max}")));
     }
     check_access(deps, &caller.identity, &room).await?;
-    let mut members = deps.store.room_members(&room).await?;
-    members.sort();
-    let start = match &request.cursor {
-        Some(cursor) => members.partition_point(|m| m.connection_id.as_str() <= cursor.as_str()),
-        None => 0,
-    };
-    let page: Vec<&Member> = members.iter().skip(start).take(limit as usize).collect();
-    let next_cursor =
-        if start + page.len() < members.len() { page.last().map(|m| m.connection_id.to_string()) } else { None };
+    let page = deps.store.room_members_page(&room, request.cursor.as_deref(), limit).await.map_err(cursor_error)?;
     let mut seen = BTreeSet::new();
     let participants = page
+        .items
         .into_iter()
-        .filter(|m| seen.insert(&m.user_id))
-        .map(|m| Participant { user_id: m.user_id.clone() })
+        .filter(|m| seen.insert(m.user_id.clone()))
+        .map(|m| Participant { user_id: m.user_id })
         .collect();
-    Ok(MembersPage { room, participants, next_cursor })
+    Ok(MembersPage { room, participants, next_cursor: page.next })
+}
+
+/// A cursor the store cannot read is the client's mistake; any other store failure is ours.
+pub fn cursor_error(error: StoreError) -> ActionError {
+    match error {
+        StoreError::InvalidCursor => ActionError::invalid("cursor is not one this listing handed out"),
+        other => other.into(),
+    }
 }
 
 /// The write check of every client write into a room (`message:send`, `typing:*`, `message:read`): the room's

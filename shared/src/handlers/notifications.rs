@@ -18,6 +18,11 @@ use crate::store::{Notification, NotificationQuery, NotificationSelector};
 const MAX_TITLE_CHARS: usize = 200;
 const MAX_MESSAGE_CHARS: usize = 2000;
 const MAX_READ_IDS: usize = 100;
+/// Largest `data` of one notification. A notification travels alone in `notification:new`, and a page of them in an
+/// ack, both under API Gateway's 128 KB message limit.
+const MAX_DATA_BYTES: usize = 8 * 1024;
+/// Most bytes of notifications one page carries; the page stops early and says `nextBefore`.
+const PAGE_BYTES: usize = 96 * 1024;
 
 /// A notification to create, as internal services describe it.
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, utoipa::ToSchema)]
@@ -40,6 +45,9 @@ impl NotificationInput {
         }
         if self.message.chars().count() > MAX_MESSAGE_CHARS {
             return Err(format!("notification.message must be at most {MAX_MESSAGE_CHARS} characters"));
+        }
+        if self.data.as_ref().is_some_and(|data| data.to_string().len() > MAX_DATA_BYTES) {
+            return Err(format!("notification.data must be at most {MAX_DATA_BYTES} bytes of JSON"));
         }
         Ok(())
     }
@@ -123,15 +131,20 @@ pub async fn list_for(deps: &Deps, user: &UserId, request: ListNotifications) ->
         before_id: request.before,
         limit: limit + 1,
     };
-    let mut items = deps.store.list_notifications(user, &query).await?;
-    let has_more = items.len() > limit as usize;
-    items.truncate(limit as usize);
-    let next_before = if has_more { items.last().map(|n| n.id.clone()) } else { None };
-    Ok(NotificationPage {
-        notifications: items.iter().map(notification_view).collect(),
-        unread_count: deps.store.unread_notifications(user).await?,
-        next_before,
-    })
+    let items = deps.store.list_notifications(user, &query).await?;
+    let mut has_more = items.len() > limit as usize;
+    let mut notifications = Vec::new();
+    let mut bytes = 0;
+    for view in items.iter().take(limit as usize).map(notification_view) {
+        bytes += serde_json::to_vec(&view).map(|v| v.len()).unwrap_or(0) + 1;
+        if !notifications.is_empty() && bytes > PAGE_BYTES {
+            has_more = true;
+            break;
+        }
+        notifications.push(view);
+    }
+    let next_before = if has_more { notifications.last().map(|n| n.id.clone()) } else { None };
+    Ok(NotificationPage { notifications, unread_count: deps.store.unread_notifications(user).await?, next_before })
 }
 
 /// `notification:read {notificationId | notificationIds | all: true}` → ack [`NotificationsRead`].

@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::Bearer;
 use super::errors::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorEnvelope};
 use crate::handlers::chat::{self, HistoryWindow, history_entry};
-use crate::handlers::membership::check_access;
+use crate::handlers::membership::{check_access, cursor_error};
 use crate::handlers::notifications;
 use crate::handlers::{ActionError, Deps};
 use crate::ids::RoomName;
@@ -70,21 +70,53 @@ pub struct Conversation {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Conversations {
-    /// Most recent activity first.
+    /// This page's conversations, most recent activity first.
     pub conversations: Vec<Conversation>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
 }
 
-/// The rooms the user takes part in that have events, with the last event and the unread count.
+/// Paging through the caller's conversations.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ConversationParams {
+    /// The previous page's `nextCursor`.
+    pub cursor: Option<String>,
+    /// Rooms to look at, 1 to the configured maximum (default 50).
+    pub limit: Option<u32>,
+}
+
+/// The rooms the user takes part in that have events, with the last event and the unread count. Pages follow the
+/// rooms in name order, so one request's work is bounded by its page however many rooms the user has taken part
+/// in; within a page, the most recent activity comes first.
 #[utoipa::path(get, path = "/me/conversations", tag = "client", security(("bearer" = [])),
-    responses((status = 200, body = Conversations), (status = 401, body = ErrorEnvelope)))]
+    params(ConversationParams),
+    responses(
+        (status = 200, body = Conversations),
+        (status = 400, description = "INVALID_QUERY, INVALID_DATA (limit, cursor)", body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope),
+    ))]
 pub async fn conversations(
     State(deps): State<Arc<Deps>>,
     Bearer(identity): Bearer,
+    ApiQuery(params): ApiQuery<ConversationParams>,
 ) -> Result<Json<Conversations>, ApiError> {
+    let max = deps.config.limits.max_page;
+    let limit = params.limit.unwrap_or(50.min(max));
+    if limit == 0 || limit > max {
+        return Err(action_error(ActionError::invalid(format!("limit must be between 1 and {max}"))));
+    }
     let user = &identity.user_id;
+    let page = deps
+        .store
+        .user_rooms_page(user, params.cursor.as_deref(), limit)
+        .await
+        .map_err(|error| action_error(cursor_error(error)))?;
     let mut conversations = Vec::new();
-    for room in deps.store.user_rooms(user).await? {
+    for room in page.items {
         // A revoked grant leaves the participation record behind; the room is no longer the user's to read.
         match check_access(&deps, &identity, &room).await {
             Ok(()) => {}
@@ -107,7 +139,8 @@ pub async fn conversations(
         ));
     }
     conversations.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
-    Ok(Json(Conversations { conversations: conversations.into_iter().map(|(_, c)| c).collect() }))
+    let conversations = conversations.into_iter().map(|(_, c)| c).collect();
+    Ok(Json(Conversations { conversations, next_cursor: page.next }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
