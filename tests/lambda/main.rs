@@ -46,7 +46,8 @@ use crate::client::WsClient;
 /// The test values of the deployment's secret (`SecretArn` and its two keys). Not the harness's development
 /// defaults, so that a function reading its secrets from anywhere but the template's variables fails.
 const SECRET_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:bellhop/test-AbCdEf";
-const JWT_SECRET: &str = "bellhop-lambda-test-jwt-secret";
+// At least 32 bytes, as Config requires of a Lambda's JWT_SECRET.
+const JWT_SECRET: &str = "bellhop-lambda-test-jwt-secret-of-32-bytes";
 const INTERNAL_API_KEY: &str = "bellhop-lambda-test-internal-key";
 /// The fixtures' WebSocket API id, stage and origin.
 const WEBSOCKET_API_ID: &str = "x5dq2mb9qi";
