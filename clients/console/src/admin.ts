@@ -248,8 +248,8 @@ async function roomGrants(room: string, after?: string): Promise<void> {
     revoke.addEventListener('click', async () => {
       try {
         const answer = await internal<{ removedConnections: number }>('DELETE', `/internal/rooms/${enc(room)}/members`, { users: [user] });
-        say(byId('room-status'), `revoked ${user} (${answer.removedConnections} connection(s) removed)`);
         await inspectRoom(room);
+        say(byId('room-status'), `revoked ${user} (${answer.removedConnections} connection(s) removed)`);
       } catch (error) {
         say(byId('room-status'), errorText(error), true);
       }

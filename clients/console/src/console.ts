@@ -3,7 +3,7 @@
  * typing, presence, notifications, a call and internal emits, and every frame either way. Tokens come from the
  * hub's `POST /dev/token`, which exists only while the hub uses its public development secret.
  */
-import { BellhopError, type CallHandle, type Client, createClient, type Room } from '../../js/src/index.js';
+import { BellhopError, type CallHandle, type ChatMessage, type Client, type Connected, createClient, type Room } from '../../js/src/index.js';
 import { createServerClient, type EmitRequest } from '../../js/src/server.js';
 import type { WebSocketConstructor } from '../../js/src/types.js';
 import { api, byId, el, errorText, HubError, list, say, time } from './common.js';
@@ -28,28 +28,44 @@ let framesShown = 0;
 
 // ---- frames --------------------------------------------------------------------------------------------------------
 
-/** The browser's WebSocket, recording every frame either way into the Frames panel. */
-function recordingWebSocket(): WebSocketConstructor {
+/**
+ * The browser's WebSocket, recording every frame either way into the Frames panel. It also picks out the ack of each
+ * `hello`: its data (`connected`: the connection id and automatic rooms) is what the console shows first.
+ */
+function recordingWebSocket(onHello: (welcome: Connected) => void): WebSocketConstructor {
   return class extends WebSocket {
+    private readonly helloIds = new Set<string>();
     constructor(url: string, protocols?: string | string[]) {
       super(url, protocols);
-      this.addEventListener('message', (event) => frame('in', String(event.data)));
+      this.addEventListener('message', (event) => {
+        const raw = String(event.data);
+        frame('in', raw);
+        const parsed = parse(raw);
+        if (parsed?.type === 'ack' && parsed.ok && this.helloIds.delete(parsed.id)) onHello(parsed.data as Connected);
+      });
       this.addEventListener('close', (event) => frame('in', JSON.stringify({ close: event.code, reason: event.reason })));
     }
     override send(data: string): void {
+      const parsed = parse(data);
+      if (parsed?.action === 'hello' && typeof parsed.id === 'string') this.helloIds.add(parsed.id);
       frame('out', data);
       super.send(data);
     }
   } as unknown as WebSocketConstructor;
 }
 
-function frame(direction: 'in' | 'out', raw: string): void {
-  let pretty = raw;
+function parse(raw: string): any {
   try {
-    pretty = JSON.stringify(JSON.parse(raw), null, 2);
+    return JSON.parse(raw);
   } catch {
-    // Not JSON: shown as it came.
+    return undefined;
   }
+}
+
+function frame(direction: 'in' | 'out', raw: string): void {
+  // What is not JSON is shown as it came.
+  const parsed = parse(raw);
+  const pretty = parsed === undefined ? raw : JSON.stringify(parsed, null, 2);
   const item = el('li', { class: `frame ${direction}` }, el('span', { class: 'muted' }, `${time()} ${direction === 'in' ? '←' : '→'}`), el('pre', {}, pretty));
   applyFilter(item);
   byId('frames').prepend(item);
@@ -91,7 +107,16 @@ function connect(): void {
   handles.clear();
   rooms.clear();
   renderRooms();
-  const next = createClient({ url: input('ws-url').value.trim(), getToken, WebSocket: recordingWebSocket() });
+  const next: Client = createClient({
+    url: input('ws-url').value.trim(),
+    getToken,
+    WebSocket: recordingWebSocket((welcome) => {
+      if (client !== next) return;
+      for (const room of welcome.rooms) rooms.add(room);
+      renderRooms();
+      say(byId('connect-status'), `connected as ${welcome.user.name ?? welcome.user.id} (${welcome.user.role ?? 'no role'}); automatic rooms: ${welcome.rooms.join(', ') || 'none'}`);
+    }),
+  });
   client = next;
   next.on('state', ({ to, reason }) => {
     if (client !== next) return;
@@ -99,16 +124,9 @@ function connect(): void {
     byId('connection-id').textContent = next.connectionId ?? '';
     input('disconnect').disabled = to === 'disconnected' || to === 'closed';
     const detail = reason?.error ? `${reason.error.code}: ${reason.error.message}` : reason?.code ? `close ${reason.code} ${reason.reason ?? ''}` : '';
-    say(byId('connect-status'), detail, Boolean(reason?.error));
+    if (to !== 'connected') say(byId('connect-status'), detail, Boolean(reason?.error));
   });
-  next.on('connected', (hello) => {
-    for (const room of hello.rooms) rooms.add(room);
-    renderRooms();
-  });
-  next.on('message:new', (message) => {
-    const item = el('li', { class: 'message' }, el('span', { class: 'muted' }, `${time(message.createdAt)} ${message.room} #${message.seq}`), ' ', el('strong', {}, message.sender.name ?? message.sender.id), ': ', message.content);
-    byId('messages').prepend(item);
-  });
+  next.on('message:new', showMessage);
   next.on('typing:start', (typing) => {
     byId('typing').textContent = `${typing.name ?? typing.userId} is typing in ${typing.room}…`;
   });
@@ -137,6 +155,12 @@ function connect(): void {
     input('call-reject').disabled = false;
   });
   updateShareLink();
+}
+
+/** A chat message: from a `message:new` event, or from the ack of this page's own send (the hub does not echo it). */
+function showMessage(message: ChatMessage): void {
+  const item = el('li', { class: 'message' }, el('span', { class: 'muted' }, `${time(message.createdAt)} ${message.room} #${message.seq}`), ' ', el('strong', {}, message.sender.name ?? message.sender.id), ': ', message.content);
+  byId('messages').prepend(item);
 }
 
 function renderRooms(): void {
@@ -266,7 +290,7 @@ function start(): void {
     input('message').value = '';
     const handle = handles.get(room);
     const sent = handle ? handle.send(content) : client.request('message:send', { room, content });
-    sent.catch((error: unknown) => say(byId('rooms-status'), errorText(error), true));
+    sent.then((ack) => showMessage(ack.message), (error: unknown) => say(byId('rooms-status'), errorText(error), true));
   });
   input('message').addEventListener('input', () => {
     const room = byId<HTMLSelectElement>('send-room').value;
