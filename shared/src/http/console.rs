@@ -324,7 +324,12 @@ pub struct PageParams {
 /// Orders `items` by `key` and cuts the page after `params.after`. The lists paged this way are read whole by one
 /// keyed store request (a user's connections, a room's members or grants), so the page bounds the answer, not the
 /// read.
-fn page_of<T>(mut items: Vec<T>, key: impl Fn(&T) -> String, params: &PageParams, max: u32) -> (Vec<T>, Option<String>) {
+fn page_of<T>(
+    mut items: Vec<T>,
+    key: impl Fn(&T) -> String,
+    params: &PageParams,
+    max: u32,
+) -> (Vec<T>, Option<String>) {
     let limit = params.limit.unwrap_or(50).clamp(1, max.max(1)) as usize;
     items.sort_by_key(|item| key(item));
     let start = match &params.after {
@@ -391,8 +396,7 @@ pub async fn user_connections(
     let user = UserId::parse(user.clone())
         .map_err(|e| ApiError::bad_request("INVALID_USER", format!("invalid user id `{user}`: {e}")))?;
     let records = deps.store.user_connections(&user).await?;
-    let (records, next) =
-        page_of(records, |r| r.connection_id.to_string(), &params, deps.config.limits.max_page);
+    let (records, next) = page_of(records, |r| r.connection_id.to_string(), &params, deps.config.limits.max_page);
     let mut items = Vec::with_capacity(records.len());
     for record in records {
         items.push(view(&deps, record).await?);
@@ -415,8 +419,11 @@ pub async fn connection(
 ) -> Result<Json<ConnectionView>, ApiError> {
     let id = ConnectionId::parse(id)
         .map_err(|e| ApiError::bad_request("INVALID_CONNECTION", format!("invalid connection id: {e}")))?;
-    let record =
-        deps.store.get_connection(&id).await?.ok_or_else(|| ApiError::not_found(format!("connection {id} not found")))?;
+    let record = deps
+        .store
+        .get_connection(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("connection {id} not found")))?;
     Ok(Json(view(&deps, record).await?))
 }
 
@@ -550,7 +557,11 @@ mod tests {
         let declared: Vec<&str> = reference.types.iter().map(|t| t.name.as_str()).collect();
         for action in &reference.actions {
             for ty in [&action.request, &action.ack] {
-                assert!(ty == "undefined" || declared.contains(&ty.as_str()), "{} refers to undeclared {ty}", action.name);
+                assert!(
+                    ty == "undefined" || declared.contains(&ty.as_str()),
+                    "{} refers to undeclared {ty}",
+                    action.name
+                );
             }
         }
         for event in &reference.events {
