@@ -224,6 +224,7 @@ async fn operator_routes_need_the_key_and_refuse_bad_input_by_name() {
         ("/internal/rooms/not%20a%20room/connections", StatusCode::BAD_REQUEST, "INVALID_ROOM"),
         ("/internal/rooms/topic:x/events?before=-1", StatusCode::BAD_REQUEST, "INVALID_QUERY"),
         ("/internal/connections/nobody%3D%3D", StatusCode::NOT_FOUND, "NOT_FOUND"),
+        ("/internal/rooms/topic:x/connections?after=bm90LWEtY3Vyc29y", StatusCode::BAD_REQUEST, "INVALID_CURSOR"),
     ] {
         let (got, body) = hub.internal(Method::GET, path, None).await;
         assert_eq!(got, status, "{path}: {body}");

@@ -34,7 +34,7 @@ use crate::ids::{ConnectionId, UserId};
 use crate::protocol::payloads::HistoryPage;
 use crate::protocol::{ErrorCode, typescript};
 use crate::rooms::RoomName;
-use crate::store::{ConnectionRecord, HistoryQuery};
+use crate::store::{ConnectionRecord, HistoryQuery, StoreError};
 
 /// One embedded file: its URL path, content type and bytes.
 struct Asset {
@@ -322,8 +322,8 @@ pub struct PageParams {
 }
 
 /// Orders `items` by `key` and cuts the page after `params.after`. The lists paged this way are read whole by one
-/// keyed store request (a user's connections, a room's members or grants), so the page bounds the answer, not the
-/// read.
+/// keyed store request and are bounded or small by nature (a user's connections, a room's grants), so the page
+/// bounds the answer, not the read; a room's live connections, which are not, page in the store instead.
 fn page_of<T>(
     mut items: Vec<T>,
     key: impl Fn(&T) -> String,
@@ -440,12 +440,12 @@ pub struct RoomConnectionPage {
     pub next: Option<String>,
 }
 
-/// The live connections in a room.
+/// The live connections in a room, in connection id order; `after` is the previous page's opaque `next`.
 #[utoipa::path(get, path = "/internal/rooms/{room}/connections", tag = "internal", security(("api_key" = [])),
     params(("room" = String, Path, description = "any room name"), PageParams),
     responses(
         (status = 200, body = RoomConnectionPage),
-        (status = 400, body = ErrorEnvelope),
+        (status = 400, description = "INVALID_ROOM, INVALID_QUERY, INVALID_CURSOR", body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope),
     ))]
 pub async fn room_connections(
@@ -454,9 +454,18 @@ pub async fn room_connections(
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Json<RoomConnectionPage>, ApiError> {
     let room = RoomName::parse(room)?;
-    let members = deps.store.room_members(&room).await?;
-    let (members, next) = page_of(members, |m| m.connection_id.to_string(), &params, deps.config.limits.max_page);
-    let items = members
+    let limit = params.limit.unwrap_or(50).clamp(1, deps.config.limits.max_page);
+    // A room can hold any number of connections: this listing pages in the store, one keyed read per page.
+    let page =
+        deps.store.room_members_page(&room, params.after.as_deref(), limit).await.map_err(|error| match error {
+            StoreError::InvalidCursor => {
+                ApiError::bad_request("INVALID_CURSOR", "`after` is not a cursor this listing gave out")
+            }
+            other => other.into(),
+        })?;
+    let next = page.next;
+    let items = page
+        .items
         .into_iter()
         .map(|m| RoomConnection { connection_id: m.connection_id.to_string(), user_id: m.user_id.to_string() })
         .collect();
