@@ -1,6 +1,6 @@
 // The console, admin and docs pages as the hub serves them, in headless Chromium (Debian's package, driven by
 // playwright-core) against the real harness binary on a free port: two consoles exchange messages, typing, a call
-// and an emit; the admin view finds a connection and its rooms, grants and revokes, and force-disconnects it; /docs
+// presence and an emit; the admin view finds a connection and its rooms, grants and revokes, and force-disconnects it; /docs
 // renders every route and the whole WebSocket protocol. Every request the pages make is recorded, and none may leave
 // loopback. Screenshots go to target/console-screenshots/.
 import assert from 'node:assert/strict';
@@ -119,7 +119,7 @@ async function shot(page: Page, name: string): Promise<void> {
 let alice: Page;
 let bob: Page;
 
-test('two consoles exchange messages, typing, a call and an emit', async () => {
+test('two consoles exchange messages, typing, presence, a call and an emit', async () => {
   alice = await open('/?user=alice&name=Alice&role=customer&connect=1');
   await seen(alice, '#state', 'connected');
   await seen(alice, '#dev-banner', 'PUBLIC development JWT secret');
@@ -144,6 +144,14 @@ test('two consoles exchange messages, typing, a call and an emit', async () => {
   await seen(bob, '#messages', 'hello from alice');
   await seen(alice, '#messages', 'hello from alice');
   await seen(bob, '#typing', '');
+
+  // Presence: Alice watches Bob, who sets himself busy.
+  await alice.fill('#watch-users', 'bob');
+  await alice.click('#watch-form button');
+  await seen(alice, '#presence [data-user="bob"]', 'bob online');
+  await bob.selectOption('#my-status', 'busy');
+  await bob.click('#set-status');
+  await seen(alice, '#presence [data-user="bob"]', 'bob busy');
 
   await alice.fill('#callee', 'bob');
   await alice.click('#call-form button');
@@ -254,6 +262,7 @@ test('/docs renders every route of /openapi.json and the whole WebSocket protoco
     assert.equal(await block.count(), 1, `${method.toUpperCase()} ${path} is rendered once`);
   }
   assert.equal(await docs.locator('.opblock').count(), operations.length);
+  await docs.screenshot({ path: join(shots, 'docs-http.png'), timeout: WAIT_MS });
 
   await seen(docs, '#actions', 'message:send');
   assert.equal(await docs.locator('#actions tbody tr').count(), protocol.actions.length);
@@ -263,7 +272,6 @@ test('/docs renders every route of /openapi.json and the whole WebSocket protoco
   // A type link leads to its declaration.
   await docs.locator('#action-message\\:send a').first().click();
   await seen(docs, '#type-SendMessage pre', 'content');
-  await shot(docs, 'docs');
   await docs.locator('#websocket').scrollIntoViewIfNeeded();
   await docs.screenshot({ path: join(shots, 'docs-protocol.png'), timeout: WAIT_MS });
 });

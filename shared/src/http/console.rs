@@ -188,7 +188,7 @@ pub fn protocol_reference() -> ProtocolReference {
         .filter_map(|declaration| {
             let rest = declaration.strip_prefix("export type ")?;
             let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-            (!name.is_empty()).then(|| TypeReference { name, declaration })
+            (!name.is_empty()).then_some(TypeReference { name, declaration })
         })
         .collect();
     ProtocolReference { actions, events, error_codes: error_codes(), types }
