@@ -1,7 +1,7 @@
 // The console, admin and docs pages as the hub serves them, in headless Chromium (Debian's package, driven by
-// playwright-core) against the real harness binary on a free port: two consoles exchange messages, typing, a call
-// presence and an emit; the admin view finds a connection and its rooms, grants and revokes, and force-disconnects it; /docs
-// renders every route and the whole WebSocket protocol. Every request the pages make is recorded, and none may leave
+// playwright-core) against the real harness binary on a free port: two consoles exchange messages, typing, presence,
+// a call and an emit; the admin view finds a connection and its rooms, grants and revokes, and force-disconnects it;
+// /docs renders every route and the whole WebSocket protocol. Every request the pages make is recorded, and none may leave
 // loopback. Screenshots go to target/console-screenshots/.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
