@@ -220,7 +220,9 @@ pub async fn protocol() -> Json<&'static ProtocolReference> {
 // ---- development tokens ----------------------------------------------------------------------------------------
 
 /// Whether this process signs with the public development JWT secret, the one condition under which anyone may be
-/// handed a token: with that secret anyone can already mint one, so the route gives nothing away.
+/// handed a token: with that secret anyone can already mint one, so the route gives nothing away. Narrower than
+/// `HarnessSettings::dev_secrets`, which also holds when only the API key is the public one: a real JWT secret must
+/// never sign a token for whoever asks.
 pub fn dev_tokens_enabled(config: &Config) -> bool {
     config.jwt.secret.expose_secret() == DEV_JWT_SECRET
 }
