@@ -593,7 +593,7 @@ mod tests {
         assert!(dev_tokens_enabled(&Config::for_tests()));
         let real = Config::from_lookup(
             |name| match name {
-                "JWT_SECRET" => Some("a-real-secret".to_owned()),
+                "JWT_SECRET" => Some("a-real-secret-that-is-long-enough-to-sign".to_owned()),
                 "INTERNAL_API_KEY" => Some("a-real-key".to_owned()),
                 _ => None,
             },
