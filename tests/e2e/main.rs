@@ -4,6 +4,7 @@
 mod helpers;
 
 mod cli;
+mod console;
 mod dynamo_costs;
 mod emit;
 mod emulation;

@@ -2,6 +2,8 @@
 //! the local harness, so both run this exact code.
 //!
 //! - `GET /health`, `GET /openapi.json`: public.
+//! - `/`, `/admin`, `/docs` and their assets, `POST /dev/token`, and the operator's read routes under `/internal`
+//!   ([`console`]).
 //! - `/internal/*` ([`internal`]): platform services, authenticated by `x-api-key`.
 //! - `/rooms/*`, `/me*` (including `/me/notifications`), `/messages/read` ([`client`]): end users, authenticated by
 //!   the same JWT as the socket.
@@ -30,6 +32,7 @@ use crate::auth::{AuthError, Identity};
 use crate::handlers::Deps;
 
 pub mod client;
+pub mod console;
 pub mod errors;
 pub mod internal;
 pub mod openapi;
@@ -46,6 +49,7 @@ pub fn router(deps: Arc<Deps>) -> Router {
         .route("/internal/rooms/{room}/members", put(internal::grant).delete(internal::revoke))
         .route("/internal/rooms/{room}", get(internal::room_info))
         .route("/internal/connections/{id}", delete(internal::force_disconnect))
+        .merge(console::admin_routes())
         .route_layer(axum::middleware::from_fn_with_state(deps.clone(), require_api_key));
     let client = Router::new()
         .route("/rooms/{room}/messages", get(client::history))
@@ -59,6 +63,7 @@ pub fn router(deps: Arc<Deps>) -> Router {
         .route("/openapi.json", get(openapi::serve))
         .merge(internal)
         .merge(client)
+        .merge(console::pages())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(cors(&deps.config.cors_origins))

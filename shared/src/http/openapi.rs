@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{client, errors, internal};
+use super::{client, console, errors, internal};
 use crate::handlers::emit;
 use crate::handlers::notifications::NotificationInput;
 use crate::protocol::payloads;
@@ -26,6 +26,13 @@ use crate::protocol::payloads;
         client::notifications,
         client::read_notifications,
         client::me,
+        console::protocol,
+        console::dev_token,
+        console::user_connections,
+        console::connection,
+        console::room_connections,
+        console::room_grants,
+        console::room_events,
     ),
     components(schemas(
         errors::ErrorEnvelope,
@@ -50,12 +57,24 @@ use crate::protocol::payloads;
         client::NotificationReadRequest,
         payloads::NotificationsRead,
         client::Me,
+        console::ProtocolReference,
+        console::ActionReference,
+        console::EventReference,
+        console::TypeReference,
+        console::DevTokenRequest,
+        console::DevToken,
+        console::ConnectionView,
+        console::ConnectionPage,
+        console::RoomConnection,
+        console::RoomConnectionPage,
+        console::UserPage,
     )),
     modifiers(&SecuritySchemes),
     tags(
         (name = "public", description = "No authentication"),
         (name = "internal", description = "Platform services, `x-api-key`"),
         (name = "client", description = "End users, `Authorization: Bearer <platform JWT>`"),
+        (name = "development", description = "Only while the public development secrets are in use"),
     )
 )]
 pub struct ApiDoc;

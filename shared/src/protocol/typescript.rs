@@ -26,7 +26,7 @@ fn name<T: TS>() -> String {
 }
 
 /// The request and ack data type of each action. A `match`, so adding an action without its types fails to compile.
-fn action_types(action: Action) -> (String, String) {
+pub(crate) fn action_types(action: Action) -> (String, String) {
     let none = || "undefined".to_owned();
     match action {
         Action::Hello => (none(), name::<Connected>()),
@@ -53,7 +53,7 @@ fn action_types(action: Action) -> (String, String) {
 }
 
 /// Every event Bellhop itself sends, with its data type.
-fn event_types() -> Vec<(&'static str, String)> {
+pub(crate) fn event_types() -> Vec<(&'static str, String)> {
     vec![
         (events::CONNECTED, name::<Connected>()),
         (events::AUTH_EXPIRING, name::<AuthExpiring>()),
@@ -76,7 +76,7 @@ fn event_types() -> Vec<(&'static str, String)> {
 }
 
 /// Every declared type, in a stable order (declarations may refer to later ones: TypeScript hoists types).
-fn declarations() -> Vec<String> {
+pub(crate) fn declarations() -> Vec<String> {
     let cfg = config();
     macro_rules! decls {
         ($($ty:ty),* $(,)?) => { vec![$(format!("export {}", <$ty>::decl(&cfg))),*] };

@@ -12,7 +12,7 @@ export type RoomName = string;
 
 export type Timestamp = string;
 
-export type ErrorCode = "INVALID_JSON" | "INVALID_FRAME" | "UNKNOWN_ACTION" | "INVALID_DATA" | "INVALID_ROOM" | "FORBIDDEN" | "UNAUTHORIZED" | "NOT_FOUND" | "CONFLICT" | "PAYLOAD_TOO_LARGE" | "RATE_LIMITED" | "INTERNAL";
+export type ErrorCode = "INVALID_JSON" | "INVALID_FRAME" | "UNKNOWN_ACTION" | "INVALID_DATA" | "INVALID_ROOM" | "FORBIDDEN" | "UNAUTHORIZED" | "TOKEN_EXPIRED" | "NOT_FOUND" | "CONFLICT" | "PAYLOAD_TOO_LARGE" | "RATE_LIMITED" | "INTERNAL";
 
 export type ErrorBody = { code: ErrorCode, message: string, 
 /**
