@@ -226,8 +226,8 @@ impl Store for SqliteStore {
         idempotency::claim_idempotency(self, key, ttl_seconds).await
     }
 
-    async fn complete_idempotency(&self, key: &str, result: &Value) -> StoreResult<()> {
-        idempotency::complete_idempotency(self, key, result).await
+    async fn complete_idempotency(&self, key: &str, result: &Value, ttl_seconds: u64) -> StoreResult<()> {
+        idempotency::complete_idempotency(self, key, result, ttl_seconds).await
     }
 
     async fn release_idempotency(&self, key: &str) -> StoreResult<()> {
