@@ -16,3 +16,7 @@ CREATE INDEX rate_limits_by_tat ON rate_limits (tat);
 DROP INDEX room_events_by_client_msg_id;
 CREATE UNIQUE INDEX room_events_by_client_msg_id ON room_events (room, COALESCE(sender, ''), client_msg_id)
     WHERE client_msg_id IS NOT NULL;
+
+-- The append computes the next seq from the largest stored one in the same statement (events are never deleted), so
+-- the separate counter is no longer read or written.
+DROP TABLE room_counters;

@@ -11,8 +11,12 @@
 //!   set only when it was reached through a room;
 //! - `persist` appends the event to the history of every room target, so its frame carries that room's `seq` and
 //!   clients recover it with `message:history`; users and connections have no history, so `persist` needs rooms;
-//! - an `idempotencyKey` seen again within `Config.idempotency_ttl_seconds` delivers nothing and answers the first
-//!   report with `duplicate: true`;
+//! - an `idempotencyKey` seen again within `Config.idempotency_ttl_seconds` after a completed emit delivers nothing
+//!   and answers the first report with `duplicate: true`;
+//! - with an `idempotencyKey`, a retry after any failure completes the emit exactly once per room: each room's
+//!   append is deduplicated by the key (the first attempt's `seq` is reused), a failed attempt releases its key, and
+//!   a key whose release failed too frees itself when its [`IDEMPOTENCY_LEASE_SECONDS`] lease ends. Frames of rooms
+//!   that an earlier attempt already reached go out again with the same `seq`, which clients de-duplicate;
 //! - `broadcast` reaches every open connection and is refused unless `Config.broadcast_enabled`;
 //! - `notification` stores a notification for each user in `users` and announces it with `notification:new`.
 //!
@@ -21,12 +25,14 @@
 use std::collections::{BTreeMap, HashSet};
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::Deps;
-use super::notifications::{NotificationInput, notify};
+use super::notifications::{NotificationInput, notify, notify_once};
 use crate::ids::{ConnectionId, UserId};
 use crate::protocol::ServerFrame;
 use crate::push::MAX_PAYLOAD_BYTES;
@@ -39,6 +45,11 @@ pub const MAX_EVENT_LEN: usize = 128;
 pub const MAX_TARGETS: usize = 1000;
 /// Longest idempotency key accepted.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
+/// How long a claimed idempotency key stays claimed without being completed. Longer than the `emit` function's
+/// 60 s timeout (and the HTTP API's 29 s), so a live attempt never loses its key to a retry; short enough that a key
+/// whose attempt crashed, or whose release failed along with the store, is free again by the time Lambda retries an
+/// asynchronous invocation for the second time (about 3 minutes after the first attempt).
+pub const IDEMPOTENCY_LEASE_SECONDS: u64 = 90;
 
 /// What an internal service asks to emit.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, ToSchema)]
@@ -209,8 +220,10 @@ pub fn parse_request(value: Value) -> Result<EmitRequest, EmitError> {
 }
 
 /// The `emit` Lambda's handler. Caller mistakes are answered as `Ok({"error": {"code", "message"}, "status"})`
-/// so an invoking service reads them like the HTTP API's envelope and Lambda does not retry them; only internal
-/// failures become `Err`, which asynchronous invocations retry (safely, when an `idempotencyKey` is given).
+/// so an invoking service reads them like the HTTP API's envelope and Lambda does not retry them. Failures that a
+/// later attempt can fix, a store fault or the key still held by another attempt, become `Err`, which Lambda
+/// retries for asynchronous invocations (safely, when an `idempotencyKey` is given) and reports as a function error
+/// to synchronous ones.
 pub async fn handle_value(deps: &Deps, payload: Value) -> Result<Value, EmitError> {
     let size = serde_json::to_vec(&payload).map(|v| v.len()).unwrap_or(usize::MAX);
     let outcome = if size > deps.config.limits.max_emit_bytes {
@@ -227,6 +240,10 @@ pub async fn handle_value(deps: &Deps, payload: Value) -> Result<Value, EmitErro
             tracing::error!(error = %error, source = ?std::error::Error::source(&error), "emit failed");
             Err(error)
         }
+        Err(error @ EmitError::IdempotencyInFlight) => {
+            tracing::warn!("emit key still held by another attempt; failing so that Lambda retries");
+            Err(error)
+        }
         Err(error) => {
             tracing::info!(code = error.code(), "emit refused");
             let mut envelope = error.envelope();
@@ -241,37 +258,35 @@ pub async fn handle_value(deps: &Deps, payload: Value) -> Result<Value, EmitErro
 pub async fn handle(deps: &Deps, request: EmitRequest) -> Result<EmitReport, EmitError> {
     let plan = validate(deps, request)?;
     let key = plan.idempotency_key.as_ref().map(|k| format!("emit:{k}"));
-    if let Some(key) = &key {
-        match deps.store.claim_idempotency(key, deps.config.idempotency_ttl_seconds).await? {
-            IdempotencyClaim::Claimed => {}
-            IdempotencyClaim::InFlight => return Err(EmitError::IdempotencyInFlight),
-            IdempotencyClaim::Completed(previous) => {
-                let mut report: EmitReport =
-                    serde_json::from_value(previous).map_err(|e| EmitError::Store(StoreError::backend(e)))?;
-                report.duplicate = true;
-                tracing::info!("duplicate emit answered from the idempotency record");
-                return Ok(report);
-            }
+    let Some(key) = key else { return execute(deps, &plan, None).await };
+    let ttl = deps.config.idempotency_ttl_seconds;
+    match deps.store.claim_idempotency(&key, IDEMPOTENCY_LEASE_SECONDS.min(ttl)).await? {
+        IdempotencyClaim::Claimed => {}
+        IdempotencyClaim::InFlight => return Err(EmitError::IdempotencyInFlight),
+        IdempotencyClaim::Completed(previous) => {
+            let mut report: EmitReport =
+                serde_json::from_value(previous).map_err(|e| EmitError::Store(StoreError::backend(e)))?;
+            report.duplicate = true;
+            tracing::info!("duplicate emit answered from the idempotency record");
+            return Ok(report);
         }
     }
-    match execute(deps, plan).await {
+    let outcome = match execute(deps, &plan, Some(&key)).await {
         Ok(report) => {
-            if let Some(key) = &key {
-                let stored = serde_json::to_value(&report).unwrap_or(Value::Null);
-                deps.store.complete_idempotency(key, &stored).await?;
+            let stored = serde_json::to_value(&report).unwrap_or(Value::Null);
+            match deps.store.complete_idempotency(&key, &stored, ttl).await {
+                Ok(()) => return Ok(report),
+                // Everything was done but the answer is not recorded: the retry redoes it, deduplicated per room.
+                Err(error) => Err(EmitError::Store(error)),
             }
-            Ok(report)
         }
-        Err(error) => {
-            // The work failed before the report existed: free the key so the caller's retry does the work.
-            if let Some(key) = &key
-                && let Err(release) = deps.store.release_idempotency(key).await
-            {
-                tracing::warn!(error = %release, "could not release idempotency key");
-            }
-            Err(error)
-        }
+        Err(error) => Err(error),
+    };
+    // Free the key so the caller's retry does the work now rather than after the lease.
+    if let Err(release) = deps.store.release_idempotency(&key).await {
+        tracing::warn!(error = %release, lease_seconds = IDEMPOTENCY_LEASE_SECONDS, "could not release idempotency key; it frees itself when its lease ends");
     }
+    outcome
 }
 
 /// A validated emit.
@@ -367,11 +382,14 @@ fn parse_list<T: Clone + Eq + std::hash::Hash>(
     Ok(parsed)
 }
 
-async fn execute(deps: &Deps, plan: Plan) -> Result<EmitReport, EmitError> {
+/// Persists and delivers. With `key` (a claimed idempotency key), every step may run again after a failure: each
+/// room's append is deduplicated by the key, and notifications get ids derived from it.
+async fn execute(deps: &Deps, plan: &Plan, key: Option<&str>) -> Result<EmitReport, EmitError> {
     let mut report = EmitReport::default();
 
     // Persist first, so every frame can carry its room's seq.
     let mut room_seqs = Vec::with_capacity(plan.rooms.len());
+    let mut anchor = None;
     for room in &plan.rooms {
         let seq = if plan.persist {
             let appended = deps
@@ -382,10 +400,14 @@ async fn execute(deps: &Deps, plan: Plan) -> Result<EmitReport, EmitError> {
                     event: plan.event.clone(),
                     data: plan.data.clone(),
                     sender: None,
-                    client_msg_id: None,
+                    client_msg_id: key.map(str::to_owned),
                     created_at: chrono::Utc::now(),
                 })
                 .await?;
+            if appended.duplicate {
+                tracing::info!(room = %room, seq = appended.event.seq, "room already had this emit; reusing its seq");
+            }
+            anchor.get_or_insert(appended.event.created_at);
             report.seqs.insert(room.to_string(), appended.event.seq);
             Some(appended.event.seq)
         } else {
@@ -429,11 +451,16 @@ async fn execute(deps: &Deps, plan: Plan) -> Result<EmitReport, EmitError> {
 
     deps.count_message().await;
     if let Some(notification) = &plan.notification {
-        let stored = notify(deps, &plan.users, notification).await.map_err(|error| match error {
+        // Keyed ids need a time that every attempt agrees on; only a persisted emit has one (its first event's).
+        // Without it, a retry after a failure among the notifications may notify a user twice.
+        let stored = match (key, anchor) {
+            (Some(key), Some(at)) => notify_keyed(deps, &plan.users, notification, key, at).await,
+            _ => notify(deps, &plan.users, notification).await.map(|stored| stored.len()),
+        };
+        report.notified = stored.map_err(|error| match error {
             super::HandlerError::Store(store) => EmitError::Store(store),
             other => EmitError::Store(StoreError::backend(other)),
         })?;
-        report.notified = stored.len();
     }
     tracing::info!(
         recipients = report.recipients,
@@ -446,6 +473,33 @@ async fn execute(deps: &Deps, plan: Plan) -> Result<EmitReport, EmitError> {
     Ok(report)
 }
 
+/// Notifies each user once per idempotency key, however often the emit is retried: the notification id is the
+/// same on every attempt (see [`keyed_notification_id`]), and the store keeps one notification per id.
+async fn notify_keyed(
+    deps: &Deps,
+    users: &[UserId],
+    input: &NotificationInput,
+    key: &str,
+    at: DateTime<Utc>,
+) -> Result<usize, super::HandlerError> {
+    for user in users {
+        notify_once(deps, user, input, keyed_notification_id(key, user, at)).await?;
+    }
+    // Counted whether this attempt or an earlier one stored them: the report describes the emit, not the attempt.
+    Ok(users.len())
+}
+
+/// A UUIDv7 (notifications page in id order) whose time is `at` and whose other bits come from the key and the
+/// user. `at` is the creation time of the emit's first stored room event, which a retry reads back from the
+/// deduplicated append, so every attempt derives the same id.
+fn keyed_notification_id(key: &str, user: &UserId, at: DateTime<Utc>) -> String {
+    let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    let digest = Sha256::digest(format!("{key}\n{user}").as_bytes());
+    let mut random = [0u8; 10];
+    random.copy_from_slice(&digest[..10]);
+    uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -455,8 +509,10 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::push::recording::RecordingPusher;
+    use crate::store::dynamo::DynamoStore;
+    use crate::store::faulty::{Fault, FaultyStore};
     use crate::store::sqlite::SqliteStore;
-    use crate::store::{ConnectionRecord, HistoryQuery};
+    use crate::store::{ConnectionRecord, HistoryQuery, NotificationQuery, Store};
     use crate::timer::OnTouchTimer;
 
     struct Fixture {
@@ -671,5 +727,191 @@ mod tests {
         assert_eq!(report.notified, 1);
         let events: Vec<Value> = f.pusher.sent_to(&a).into_iter().map(|f| f["event"].clone()).collect();
         assert_eq!(events, [json!("appointment:reminder"), json!("notification:new")]);
+    }
+
+    // ---- exactly once under store faults ------------------------------------------------------------------------
+
+    /// Fails the k-th store call of one keyed, persisted emit to three rooms with a notification, for every k, then
+    /// retries with a healthy store: every room holds the event once with the seq of its first append, the user
+    /// holds one notification, the key answers repeats, and every member got the event with one seq per room.
+    async fn every_failing_call_of_a_keyed_emit_is_completed_once_by_the_retry(store: Arc<dyn Store>) {
+        let healthy_calls = {
+            let case = FaultCase::arrange(store.clone()).await;
+            let report = handle(&case.deps(None), request(case.body())).await.expect("healthy emit");
+            assert!(!report.duplicate);
+            case.faulty.calls()
+        };
+        assert!(healthy_calls >= 10, "one emit makes {healthy_calls} store calls");
+
+        for k in 1..=healthy_calls {
+            let case = FaultCase::arrange(store.clone()).await;
+            case.faulty.set_faults(vec![Fault::Call(k)]);
+            let failed = handle(&case.deps(None), request(case.body())).await;
+            case.faulty.set_faults(Vec::new());
+
+            let retried = handle(&case.deps(None), request(case.body())).await;
+            let repeat = handle(&case.deps(None), request(case.body())).await.expect("repeat");
+
+            let report = match (&failed, retried) {
+                // A failure of a best-effort step (the message counter) leaves a complete emit.
+                (Ok(first), Ok(retry)) => {
+                    assert!(retry.duplicate, "k={k}: {retry:?}");
+                    first.clone()
+                }
+                (Err(EmitError::Store(_)), Ok(retry)) => {
+                    assert!(!retry.duplicate, "k={k}: the failed attempt recorded no answer");
+                    retry
+                }
+                (first, retry) => panic!("k={k}: first {first:?}, retry {retry:?}"),
+            };
+            assert!(repeat.duplicate, "k={k}: the key answers repeats");
+            case.assert_complete_once(k, &report).await;
+        }
+    }
+
+    /// A store outage from the k-th call on: the failed attempt cannot even release its key, so the key must free
+    /// itself when its lease ends. A ttl of 0 makes the lease end at once, which is what a later retry sees.
+    async fn an_outage_at_any_call_of_a_keyed_emit_never_leaves_the_key_claimed(store: Arc<dyn Store>) {
+        let healthy_calls = {
+            let case = FaultCase::arrange(store.clone()).await;
+            handle(&case.deps(Some(0)), request(case.body())).await.expect("healthy emit");
+            case.faulty.calls()
+        };
+        for k in 1..=healthy_calls {
+            let case = FaultCase::arrange(store.clone()).await;
+            case.faulty.set_faults(vec![Fault::From(k)]);
+            let failed = handle(&case.deps(Some(0)), request(case.body())).await;
+            case.faulty.set_faults(Vec::new());
+
+            let retried = handle(&case.deps(Some(0)), request(case.body())).await;
+
+            let report = match (failed, retried) {
+                (Ok(_), Ok(retry)) | (Err(EmitError::Store(_)), Ok(retry)) => retry,
+                (first, retry) => panic!("k={k}: first {first:?}, retry {retry:?}"),
+            };
+            case.assert_complete_once(k, &report).await;
+        }
+    }
+
+    /// Fresh rooms, user and key on a shared store, so every k runs on its own data.
+    struct FaultCase {
+        faulty: Arc<FaultyStore>,
+        pusher: Arc<RecordingPusher>,
+        rooms: Vec<RoomName>,
+        user: UserId,
+        member: ConnectionId,
+        key: String,
+    }
+
+    impl FaultCase {
+        async fn arrange(store: Arc<dyn Store>) -> Self {
+            let suffix = uuid::Uuid::new_v4().simple().to_string();
+            let rooms: Vec<RoomName> =
+                (0..3).map(|i| RoomName::parse(format!("booking:{i}-{suffix}")).expect("room")).collect();
+            let user = UserId::parse(format!("user-{suffix}")).expect("user");
+            let record = ConnectionRecord::for_tests(&format!("c-{suffix}"), user.as_str());
+            let mut joined = vec![RoomName::for_user(&user)];
+            joined.extend(rooms.iter().cloned());
+            store.put_connection(&record, &joined).await.expect("put connection");
+            Self {
+                faulty: Arc::new(FaultyStore::new(store)),
+                pusher: Arc::new(RecordingPusher::default()),
+                rooms,
+                user,
+                member: record.connection_id,
+                key: format!("key-{suffix}"),
+            }
+        }
+
+        fn deps(&self, ttl_seconds: Option<u64>) -> Deps {
+            let mut config = Config::for_tests();
+            if let Some(ttl) = ttl_seconds {
+                config.idempotency_ttl_seconds = ttl;
+            }
+            Deps::new(config, self.faulty.clone(), self.pusher.clone(), Arc::new(OnTouchTimer))
+        }
+
+        fn body(&self) -> Value {
+            json!({
+                "event": "booking:confirmed",
+                "data": {"ok": true},
+                "rooms": self.rooms.iter().map(RoomName::as_str).collect::<Vec<_>>(),
+                "users": [self.user.as_str()],
+                "persist": true,
+                "notification": {"title": "Confirmed", "message": "See you soon"},
+                "idempotencyKey": self.key,
+            })
+        }
+
+        async fn assert_complete_once(&self, k: u64, report: &EmitReport) {
+            let store = self.faulty.inner();
+            for room in &self.rooms {
+                let history = store.history(room, HistoryQuery::Latest { limit: 10 }).await.expect("history");
+                let seqs: Vec<u64> = history.iter().map(|e| e.seq).collect();
+                assert_eq!(seqs, [1], "k={k}: {room} holds the event once");
+                assert_eq!(report.seqs.get(room.as_str()), Some(&1), "k={k}: the report names the stored seq");
+            }
+            let query = NotificationQuery { unread_only: false, before_id: None, limit: 10 };
+            let notes = store.list_notifications(&self.user, &query).await.expect("notifications");
+            assert_eq!(notes.len(), 1, "k={k}: one notification");
+            assert_eq!(store.unread_notifications(&self.user).await.expect("unread"), 1, "k={k}: counted once");
+            assert_eq!(report.notified, 1, "k={k}");
+
+            // The member is in every room, so it gets the frame of the first room. Delivery is at least once:
+            // a frame seen twice carries the same (room, seq), which is how the client recognises it.
+            let seen: HashSet<(String, u64)> = self
+                .pusher
+                .sent_to(&self.member)
+                .iter()
+                .filter(|f| f["event"] == "booking:confirmed")
+                .map(|f| (f["room"].as_str().unwrap_or("").to_owned(), f["seq"].as_u64().unwrap_or(0)))
+                .collect();
+            assert_eq!(seen, HashSet::from([(self.rooms[0].to_string(), 1)]), "k={k}");
+        }
+    }
+
+    #[tokio::test]
+    async fn every_failing_call_of_a_keyed_emit_is_completed_once_on_sqlite() {
+        let store = Arc::new(SqliteStore::in_memory().await.expect("in-memory store"));
+        every_failing_call_of_a_keyed_emit_is_completed_once_by_the_retry(store).await;
+    }
+
+    #[tokio::test]
+    async fn an_outage_of_a_keyed_emit_never_leaves_the_key_claimed_on_sqlite() {
+        let store = Arc::new(SqliteStore::in_memory().await.expect("in-memory store"));
+        an_outage_at_any_call_of_a_keyed_emit_never_leaves_the_key_claimed(store).await;
+    }
+
+    /// A store on a fresh DynamoDB Local table, or `None` (the test skips) without `DYNAMODB_ENDPOINT`.
+    async fn dynamo_store() -> Option<Arc<dyn Store>> {
+        let endpoint = crate::testing::integration_var("DYNAMODB_ENDPOINT", "DynamoDB Local")?;
+        let table = format!("bellhop-test-{}", uuid::Uuid::new_v4().simple());
+        let store = DynamoStore::from_config(&table, Some(&endpoint)).await;
+        store.create_table_if_missing().await.expect("create test table");
+        Some(Arc::new(store))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_failing_call_of_a_keyed_emit_is_completed_once_on_dynamodb() {
+        let Some(store) = dynamo_store().await else { return };
+        every_failing_call_of_a_keyed_emit_is_completed_once_by_the_retry(store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_outage_of_a_keyed_emit_never_leaves_the_key_claimed_on_dynamodb() {
+        let Some(store) = dynamo_store().await else { return };
+        an_outage_at_any_call_of_a_keyed_emit_never_leaves_the_key_claimed(store).await;
+    }
+
+    #[tokio::test]
+    async fn the_lambda_entry_point_fails_on_a_held_key_so_lambda_retries() {
+        let f = fixture(|_| {}).await;
+        let key = "emit:held";
+        f.deps.store.claim_idempotency(key, 60).await.expect("another attempt holds the key");
+
+        let answer =
+            handle_value(&f.deps, json!({"event": "e", "rooms": ["calendar"], "idempotencyKey": "held"})).await;
+
+        assert!(matches!(answer, Err(EmitError::IdempotencyInFlight)), "{answer:?}");
     }
 }

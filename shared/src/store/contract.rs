@@ -396,12 +396,12 @@ pub async fn idempotency_claim_complete_release(store: &dyn Store) {
 
     assert_eq!(store.claim_idempotency(&done, 60).await.expect("claim"), IdempotencyClaim::Claimed);
     assert_eq!(store.claim_idempotency(&done, 60).await.expect("claim again"), IdempotencyClaim::InFlight);
-    store.complete_idempotency(&done, &answer).await.expect("complete");
+    store.complete_idempotency(&done, &answer, 60).await.expect("complete");
     assert_eq!(store.claim_idempotency(&done, 60).await.expect("repeat"), IdempotencyClaim::Completed(answer.clone()));
     // A late release from a confused caller must not throw the stored answer away.
     store.release_idempotency(&done).await.expect("release after completion");
     assert_eq!(store.claim_idempotency(&done, 60).await.expect("repeat"), IdempotencyClaim::Completed(answer.clone()));
-    let unclaimed = store.complete_idempotency(&key(), &answer).await;
+    let unclaimed = store.complete_idempotency(&key(), &answer, 60).await;
     assert!(matches!(unclaimed, Err(StoreError::NotFound)), "completing an unclaimed key: {unclaimed:?}");
 
     assert_eq!(store.claim_idempotency(&failed, 60).await.expect("claim"), IdempotencyClaim::Claimed);
@@ -413,12 +413,17 @@ pub async fn idempotency_claim_complete_release(store: &dyn Store) {
     // A key is free again from its expiry instant on. Adapters that keep expiry in whole seconds must still treat
     // the key as expired once that second has begun, which is what lets a 1 s ttl pass within this short sleep.
     assert_eq!(store.claim_idempotency(&instant, 0).await.expect("claim"), IdempotencyClaim::Claimed);
-    store.complete_idempotency(&instant, &json!("stale")).await.expect("complete");
+    store.complete_idempotency(&instant, &json!("stale"), 0).await.expect("complete");
     assert_eq!(store.claim_idempotency(&instant, 60).await.expect("reclaim"), IdempotencyClaim::Claimed);
     assert_eq!(store.claim_idempotency(&short, 1).await.expect("claim"), IdempotencyClaim::Claimed);
     assert_eq!(store.claim_idempotency(&short, 1).await.expect("claim again"), IdempotencyClaim::InFlight);
+    // A completed answer lives for the ttl given at completion, not the claim's lease.
+    let (leased, kept) = (key(), json!("kept"));
+    assert_eq!(store.claim_idempotency(&leased, 1).await.expect("claim"), IdempotencyClaim::Claimed);
+    store.complete_idempotency(&leased, &kept, 60).await.expect("complete");
     tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
     assert_eq!(store.claim_idempotency(&short, 60).await.expect("after expiry"), IdempotencyClaim::Claimed);
+    assert_eq!(store.claim_idempotency(&leased, 60).await.expect("after lease"), IdempotencyClaim::Completed(kept));
 }
 
 // ---- stats ------------------------------------------------------------------------------------------------------

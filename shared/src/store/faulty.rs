@@ -164,7 +164,7 @@ faulty_store_impl! {
     fn mark_read(&self, user: &UserId, room: &RoomName, seq: u64) -> u64;
     fn read_watermark(&self, user: &UserId, room: &RoomName) -> u64;
     fn claim_idempotency(&self, key: &str, ttl_seconds: u64) -> IdempotencyClaim;
-    fn complete_idempotency(&self, key: &str, result: &Value) -> ();
+    fn complete_idempotency(&self, key: &str, result: &Value, ttl_seconds: u64) -> ();
     fn release_idempotency(&self, key: &str) -> ();
     fn admit(&self, key: &str, limit: RateLimit, now: DateTime<Utc>) -> Admission;
     fn count_messages(&self, n: u64) -> ();

@@ -386,11 +386,12 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- idempotency ------------------------------------------------------------------------------------------
 
-    /// Claims `key` for `ttl_seconds`. Keys older than that are free again.
+    /// Claims `key` for `ttl_seconds`: a lease, after which the key is free again even if its holder never
+    /// completed or released it (it crashed, or the store failed under it).
     async fn claim_idempotency(&self, key: &str, ttl_seconds: u64) -> StoreResult<IdempotencyClaim>;
 
-    /// Stores the answer for a claimed key so repeats get it.
-    async fn complete_idempotency(&self, key: &str, result: &Value) -> StoreResult<()>;
+    /// Stores the answer for a claimed key so repeats get it for `ttl_seconds` from now.
+    async fn complete_idempotency(&self, key: &str, result: &Value, ttl_seconds: u64) -> StoreResult<()>;
 
     /// Frees a claimed key whose work failed, so a retry can do it.
     async fn release_idempotency(&self, key: &str) -> StoreResult<()>;

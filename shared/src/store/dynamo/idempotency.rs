@@ -55,16 +55,25 @@ pub(super) async fn claim_idempotency(
     }
 }
 
-pub(super) async fn complete_idempotency(store: &DynamoStore, key_raw: &str, result: &Value) -> StoreResult<()> {
+pub(super) async fn complete_idempotency(
+    store: &DynamoStore,
+    key_raw: &str,
+    result: &Value,
+    ttl_seconds: u64,
+) -> StoreResult<()> {
+    let expires_at = Utc::now() + chrono::Duration::seconds(i64::try_from(ttl_seconds).unwrap_or(i64::MAX / 1000));
     let completed = store
         .client
         .update_item()
         .table_name(&store.table)
         .set_key(Some(key(idem_pk(key_raw), "IDEM")))
-        .update_expression("SET #state = :done, #result = :result")
+        .update_expression("SET #state = :done, #result = :result, expires_at = :expires, #ttl = :ttl")
         .condition_expression("attribute_exists(PK)")
         .expression_attribute_names("#state", "state")
         .expression_attribute_names("#result", "result")
+        .expression_attribute_names("#ttl", TTL)
+        .expression_attribute_values(":expires", n(expires_at.timestamp_millis()))
+        .expression_attribute_values(":ttl", n(expires_at.timestamp()))
         .expression_attribute_values(":done", s("done"))
         .expression_attribute_values(":result", json_string(result))
         .send()

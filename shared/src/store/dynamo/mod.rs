@@ -23,12 +23,13 @@
 //! | presence                    | `USER#{user}`       | `PRESENCE`                      |                                         |
 //! | room sequence counter       | `ROOM#{room}`       | `COUNTER`                       | `seq`                                   |
 //! | event                       | `EVT#{room}`        | `SEQ#{seq, 20 digits}`          | `GSI1PK=EVT#{room}`, `GSI1SK=ID#{id}`   |
-//! | client-message dedupe       | `EVT#{room}`        | `CMID#{sender}#{client_msg_id}` | copy of the first event                 |
+//! | client-message dedupe       | `EVT#{room}`        | `CMID#{sender}#{client_msg_id}` | copy of the first event; no sender: `CMID##…` |
 //! | notification                | `NOTIF#{user}`      | `N#{id}`                        |                                         |
 //! | unread notification counter | `NOTIF#{user}`      | `UNREAD`                        | `unread`                                |
 //! | call                        | `CALL#{id}`         | `CALL`                          |                                         |
 //! | idempotency key             | `IDEM#{key}`        | `IDEM`                          | `expires_at` (ms), `ttl`                |
 //! | global counters (16 shards) | `STATS`             | `GLOBAL#{00..15}`               | `active_connections`, `active_rooms`…   |
+//! | rate-limit bucket (GCRA)    | `RL#{key}`          | `RL`                            | `tat` (ms), `ttl` when full again       |
 //!
 //! Why these choices:
 //! - The connection → rooms path is a string set on the connection item rather than a second item per membership,
@@ -41,6 +42,13 @@
 //!   one Query.
 //! - Finding an event by id is the one path served by `GSI1`. It is eventually consistent, which is acceptable for
 //!   looking up events that clients have already received.
+//!
+//! # Code map
+//!
+//! `keys` (the table above), `codec` (records ⇄ items), `admin` (table creation), `client` (SDK client set-up),
+//! `requests` (reads, paged Queries, batches, transaction cancellation reasons), `counter` (the request counter), and
+//! one module per aggregate that [`Store`] delegates to: `connections`, `membership`, `history`, `idempotency`,
+//! `limits`, `stats`, `presence`, `notifications`, `calls`.
 //!
 //! # Consistency
 //!
@@ -274,8 +282,8 @@ impl Store for DynamoStore {
         idempotency::claim_idempotency(self, key_raw, ttl_seconds).await
     }
 
-    async fn complete_idempotency(&self, key_raw: &str, result: &Value) -> StoreResult<()> {
-        idempotency::complete_idempotency(self, key_raw, result).await
+    async fn complete_idempotency(&self, key_raw: &str, result: &Value, ttl_seconds: u64) -> StoreResult<()> {
+        idempotency::complete_idempotency(self, key_raw, result, ttl_seconds).await
     }
 
     async fn release_idempotency(&self, key_raw: &str) -> StoreResult<()> {

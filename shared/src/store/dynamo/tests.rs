@@ -15,7 +15,7 @@ use futures::future::join_all;
 use serde_json::json;
 
 use super::*;
-use crate::store::{CallState, CallType, StoreError, contract};
+use crate::store::{Admission, CallState, CallType, RateLimit, StoreError, contract};
 
 /// A store on a fresh table, with a request counter attached.
 struct TestTable {
@@ -153,6 +153,32 @@ async fn an_uncontended_append_is_one_transaction() {
     let cold = table.second_store().await;
     let third = cold.append_event(new_event(&chat, None, None)).await.expect("append from a cold instance");
     assert_eq!(third.event.seq, 3);
+    table.drop_table().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admitting_from_a_full_or_limiting_bucket_is_one_update_and_a_drained_one_two() {
+    let Some(table) = TestTable::create().await else { return };
+    let limit = RateLimit { interval: Duration::from_secs(1), burst: 2 };
+    let bucket = format!("bucket-{}", uuid::Uuid::new_v4().simple());
+    let now = Utc::now();
+    let updates = |n: u64| BTreeMap::from([("UpdateItem", n)]);
+
+    let full = table.store.admit(&bucket, limit, now).await.expect("admit");
+    assert_eq!((full, table.counter.operations()), (Admission::Allowed, updates(1)), "full bucket");
+
+    table.counter.reset();
+    let drained = table.store.admit(&bucket, limit, now).await.expect("admit");
+    assert_eq!((drained, table.counter.operations()), (Admission::Allowed, updates(2)), "partly drained");
+
+    table.counter.reset();
+    let limited = table.store.admit(&bucket, limit, now).await.expect("admit");
+    assert!(matches!(limited, Admission::Limited { .. }), "{limited:?}");
+    assert_eq!(table.counter.operations(), updates(1), "limiting");
+
+    table.counter.reset();
+    let idle = table.store.admit(&bucket, limit, now + ChronoDuration::seconds(10)).await.expect("admit");
+    assert_eq!((idle, table.counter.operations()), (Admission::Allowed, updates(1)), "full again after idling");
     table.drop_table().await;
 }
 

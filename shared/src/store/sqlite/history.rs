@@ -1,5 +1,5 @@
-//! Room history: sequence numbers allocated inside the append transaction, idempotent appends, paging, unread
-//! counts and read watermarks.
+//! Room history: sequence numbers allocated inside the append statement, idempotent appends, paging, unread counts
+//! and read watermarks.
 
 use super::SqliteStore;
 use super::codec::{bound_from, event_from_row, from_millis};
@@ -7,48 +7,43 @@ use crate::ids::UserId;
 use crate::rooms::RoomName;
 use crate::store::{Appended, HistoryQuery, NewRoomEvent, RoomEvent, StoreError, StoreResult};
 
+/// One statement in the common case: the next `seq` is computed inside the INSERT (a lookup at the end of the
+/// `(room, seq)` primary key), and a duplicate (room, sender, client_msg_id) hits the unique index and inserts
+/// nothing. A single statement is atomic on its own and the writer connection runs one at a time, so there is no
+/// explicit transaction and no race between allocating the number and storing the event. Events are never deleted,
+/// so the largest stored `seq` is the room's counter. Only a duplicate costs a second statement, to read the first
+/// event back.
 pub(super) async fn append_event(store: &SqliteStore, event: NewRoomEvent) -> StoreResult<Appended> {
-    let mut tx = store.write_tx().await?;
-    // The duplicate check runs inside the write transaction, so two racing retries cannot both miss it.
-    if let Some(client_msg_id) = &event.client_msg_id {
-        let existing =
-            sqlx::query("SELECT * FROM room_events WHERE room = ? AND COALESCE(sender, '') = ? AND client_msg_id = ?")
-                .bind(event.room.as_str())
-                .bind(event.sender.as_ref().map_or("", UserId::as_str))
-                .bind(client_msg_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(StoreError::backend)?;
-        if let Some(row) = existing {
-            return Ok(Appended { event: event_from_row(&row)?, duplicate: true });
-        }
-    }
-    let seq: i64 = sqlx::query_scalar(
-        "INSERT INTO room_counters (room, last_seq) VALUES (?, 1)
-         ON CONFLICT (room) DO UPDATE SET last_seq = last_seq + 1
-         RETURNING last_seq",
-    )
-    .bind(event.room.as_str())
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(StoreError::backend)?;
     let data = serde_json::to_string(&event.data).map_err(StoreError::backend)?;
-    sqlx::query(
+    let created_at = event.created_at.timestamp_millis();
+    let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO room_events (room, seq, id, event, data, sender, client_msg_id, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES (?1, COALESCE((SELECT MAX(seq) FROM room_events WHERE room = ?1), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT DO NOTHING
+         RETURNING seq",
     )
     .bind(event.room.as_str())
-    .bind(seq)
     .bind(&event.id)
     .bind(&event.event)
     .bind(data)
     .bind(event.sender.as_ref().map(UserId::as_str))
     .bind(event.client_msg_id.as_deref())
-    .bind(event.created_at.timestamp_millis())
-    .execute(&mut *tx)
+    .bind(created_at)
+    .fetch_optional(&store.writer)
     .await
     .map_err(StoreError::backend)?;
-    tx.commit().await.map_err(StoreError::backend)?;
+    let Some(seq) = inserted else {
+        // Only the client-message index can refuse the row: the seq was computed in the same statement.
+        let first =
+            sqlx::query("SELECT * FROM room_events WHERE room = ? AND COALESCE(sender, '') = ? AND client_msg_id = ?")
+                .bind(event.room.as_str())
+                .bind(event.sender.as_ref().map_or("", UserId::as_str))
+                .bind(event.client_msg_id.as_deref())
+                .fetch_one(&store.writer)
+                .await
+                .map_err(StoreError::backend)?;
+        return Ok(Appended { event: event_from_row(&first)?, duplicate: true });
+    };
     let stored = RoomEvent {
         room: event.room,
         seq: u64::try_from(seq).map_err(StoreError::backend)?,
@@ -58,7 +53,7 @@ pub(super) async fn append_event(store: &SqliteStore, event: NewRoomEvent) -> St
         sender: event.sender,
         client_msg_id: event.client_msg_id,
         // Returned as stored, so the answer equals what a later read gives back.
-        created_at: from_millis("room_events.created_at", event.created_at.timestamp_millis())?,
+        created_at: from_millis("room_events.created_at", created_at)?,
     };
     Ok(Appended { event: stored, duplicate: false })
 }

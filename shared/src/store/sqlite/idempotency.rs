@@ -14,7 +14,6 @@ pub(super) async fn claim_idempotency(
     ttl_seconds: u64,
 ) -> StoreResult<IdempotencyClaim> {
     let now = Utc::now().timestamp_millis();
-    let ttl_ms = i64::try_from(ttl_seconds).unwrap_or(i64::MAX).saturating_mul(1000);
     let mut tx = store.write_tx().await?;
     let existing = sqlx::query("SELECT result, expires_at FROM idempotency WHERE key = ?")
         .bind(key)
@@ -38,7 +37,7 @@ pub(super) async fn claim_idempotency(
          ON CONFLICT (key) DO UPDATE SET result = NULL, expires_at = excluded.expires_at",
     )
     .bind(key)
-    .bind(now.saturating_add(ttl_ms))
+    .bind(expiry(now, ttl_seconds))
     .execute(&mut *tx)
     .await
     .map_err(StoreError::backend)?;
@@ -47,10 +46,17 @@ pub(super) async fn claim_idempotency(
 }
 
 /// `NotFound` for a key nobody claimed (or whose claim was released): there is no claim to answer for.
-pub(super) async fn complete_idempotency(store: &SqliteStore, key: &str, result: &Value) -> StoreResult<()> {
+pub(super) async fn complete_idempotency(
+    store: &SqliteStore,
+    key: &str,
+    result: &Value,
+    ttl_seconds: u64,
+) -> StoreResult<()> {
     let json = serde_json::to_string(result).map_err(StoreError::backend)?;
-    let updated = sqlx::query("UPDATE idempotency SET result = ? WHERE key = ?")
+    let expires_at = expiry(Utc::now().timestamp_millis(), ttl_seconds);
+    let updated = sqlx::query("UPDATE idempotency SET result = ?, expires_at = ? WHERE key = ?")
         .bind(json)
+        .bind(expires_at)
         .bind(key)
         .execute(&store.writer)
         .await
@@ -66,4 +72,8 @@ pub(super) async fn release_idempotency(store: &SqliteStore, key: &str) -> Store
         .await
         .map_err(StoreError::backend)?;
     Ok(())
+}
+
+fn expiry(now_ms: i64, ttl_seconds: u64) -> i64 {
+    now_ms.saturating_add(i64::try_from(ttl_seconds).unwrap_or(i64::MAX).saturating_mul(1000))
 }

@@ -79,6 +79,7 @@ impl SqliteStore {
         // Readers open only after the writer created the file and switched it to WAL, which is persistent.
         let reader = SqlitePoolOptions::new()
             .max_connections(MAX_READERS)
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await
             .map_err(StoreError::backend)?;
@@ -110,9 +111,17 @@ impl SqliteStore {
     }
 }
 
-/// A pool of exactly one connection that is never closed for being idle or old.
+/// A pool of exactly one connection that is never closed for being idle or old. Pools check each connection with a
+/// ping before lending it by default, which for an embedded database is a round trip to its worker thread per
+/// statement and guards against nothing: a local connection does not go stale, and a broken one fails its statement
+/// just as clearly. The readers skip the ping for the same reason.
 fn single_connection_pool() -> SqlitePoolOptions {
-    SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .test_before_acquire(false)
 }
 
 async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
@@ -226,8 +235,8 @@ impl Store for SqliteStore {
         idempotency::claim_idempotency(self, key, ttl_seconds).await
     }
 
-    async fn complete_idempotency(&self, key: &str, result: &Value) -> StoreResult<()> {
-        idempotency::complete_idempotency(self, key, result).await
+    async fn complete_idempotency(&self, key: &str, result: &Value, ttl_seconds: u64) -> StoreResult<()> {
+        idempotency::complete_idempotency(self, key, result, ttl_seconds).await
     }
 
     async fn release_idempotency(&self, key: &str) -> StoreResult<()> {

@@ -100,3 +100,43 @@ async fn a_file_backed_store_keeps_its_data_across_reopening() {
     assert_eq!(history, [appended.event]);
     assert!(granted);
 }
+
+/// Not a timed assertion: prints what the store calls of one `message:send` cost (list the room's members, record
+/// participation, append with a client message id, count the message), on an in-memory and a file-backed store.
+/// These figures are the before/after of the round-trip budget in ARCHITECTURE.md; see them with `--nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_calls_of_a_message_send_are_measured() {
+    const SENDS: u32 = 500;
+    let dir = TempDir::new();
+    let stores = [
+        ("in-memory", SqliteStore::in_memory().await.expect("in-memory store")),
+        ("file", SqliteStore::open(&dir.0.join("bench.db")).await.expect("file store")),
+    ];
+    for (kind, store) in stores {
+        let room = RoomName::parse("topic:bench").expect("room");
+        let sender = ConnectionRecord::for_tests("c-bench", "bench-user");
+        store.put_connection(&sender, std::slice::from_ref(&room)).await.expect("put");
+        let started = std::time::Instant::now();
+        for i in 0..SENDS {
+            store.room_members(&room).await.expect("members");
+            store.record_participation(&sender.user_id, &room).await.expect("participation");
+            store
+                .append_event(NewRoomEvent {
+                    room: room.clone(),
+                    id: uuid::Uuid::now_v7().to_string(),
+                    event: "message:new".to_owned(),
+                    data: serde_json::json!({ "content": "hello" }),
+                    sender: Some(sender.user_id.clone()),
+                    client_msg_id: Some(format!("m-{i}")),
+                    created_at: Utc::now(),
+                })
+                .await
+                .expect("append");
+            store.count_messages(1).await.expect("count");
+        }
+        let per_send = started.elapsed() / SENDS;
+        let line = format!("SQLITE BENCH {kind}: {per_send:?} of store calls per message:send ({SENDS} sends)\n");
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        close(store).await;
+    }
+}
