@@ -118,7 +118,8 @@ impl Identity {
             }
         }
         if let Some(exp) = self.expires_at {
-            context.insert("exp".to_owned(), Value::from(exp));
+            // A string like every other value, as API Gateway forwards it on later events anyway.
+            context.insert("exp".to_owned(), Value::String(exp.to_string()));
         }
         if !self.rooms.is_empty() {
             let rooms: Vec<&str> = self.rooms.iter().map(RoomName::as_str).collect();

@@ -62,7 +62,7 @@ async fn authorizer_allows_a_valid_token_on_the_method_arn_with_the_identity_as_
     assert_eq!(statement["Resource"], json!([METHOD_ARN]));
     assert_eq!(
         wire["context"],
-        json!({"userId": "u-42", "role": "provider", "name": "Dr Lee", "email": "lee@example.com"})
+        json!({"userId": "u-42", "role": "provider", "name": "Dr Lee", "email": "lee@example.com", "exp": "4102444800"})
     );
 }
 
