@@ -62,6 +62,38 @@ async fn a_history_page_that_would_outgrow_a_websocket_message_is_cut_and_still_
 }
 
 #[tokio::test]
+async fn a_route_response_over_128_kib_never_reaches_the_client_and_a_gateway_error_does() {
+    // The product bounds its answers by construction; a deployment that raises the room limit can still make a
+    // `hello` list more than 128 KB of rooms, which API Gateway would never deliver. The rule under test is the
+    // harness's, whatever the store, so this hub keeps its 1,300 joins in memory.
+    let hub = spawn_hub_with(|options| {
+        options.store = StoreChoice::Memory;
+        options.pusher = PusherChoice::InProcess;
+        options.config.limits.max_rooms_per_connection = 2000;
+        options.config.limits.inbound_per_second = 0;
+        options.throttling = None;
+    })
+    .await;
+    let mut client = hub.connect(&hub.token("u1", "customer")).await.expect("connect");
+    let rooms: Vec<String> = (0..1300).map(|n| format!("topic:{n:05}-{}", "r".repeat(120))).collect();
+    for (n, room) in rooms.iter().enumerate() {
+        client.send_json(json!({"action": "room:join", "id": format!("j{n}"), "data": {"room": room}})).await;
+    }
+    for _ in 0..rooms.len() {
+        let ack = client.recv_json_within(Duration::from_secs(30)).await.expect("every join is answered");
+        assert_eq!(ack["ok"], true, "{ack}");
+    }
+
+    client.send_json(json!({"action": "hello", "id": "big", "data": {}})).await;
+
+    let frame = client.recv_json_within(RECV_TIMEOUT).await.expect("an answer");
+    let shown: String = frame.to_string().chars().take(200).collect();
+    assert_eq!(frame["message"], "Internal server error", "{shown}");
+    assert!(frame["requestId"].is_string() && frame["connectionId"].is_string(), "{frame}");
+    assert_eq!(client.request("ping", json!({})).await["ok"], true, "the socket stays open");
+}
+
+#[tokio::test]
 async fn a_connect_url_over_4096_bytes_is_refused_with_414_and_one_at_the_limit_connects() {
     let hub = spawn_hub().await;
     let token = hub.token("u1", "customer");

@@ -231,7 +231,10 @@ async fn write_loop<S: Socket>(
 }
 
 /// Writes one message, split into continuation frames of at most 32 KiB as API Gateway does.
-async fn write_message<S: Socket>(sink: &mut SplitSink<S, Message>, message: Outbound) -> Result<(), WsError> {
+async fn write_message<K>(sink: &mut K, message: Outbound) -> Result<(), WsError>
+where
+    K: Sink<Message, Error = WsError> + Unpin,
+{
     let (bytes, first) = match message {
         Outbound::Text(text) if text.len() <= MAX_FRAME_BYTES => return sink.send(Message::text(text)).await,
         Outbound::Binary(data) if data.len() <= MAX_FRAME_BYTES => return sink.send(Message::Binary(data)).await,
@@ -382,6 +385,22 @@ async fn run_disconnect(gateway: &Gateway, ctx: &ConnectionContext, code: u16, r
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use futures::channel::mpsc as channel;
+    use shared::config::Config;
+    use shared::handlers::Deps;
+    use shared::store::sqlite::SqliteStore;
+    use shared::timer::OnTouchTimer;
+    use tokio::io::DuplexStream;
+    use tokio::sync::watch;
+    use tokio_tungstenite::WebSocketStream;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    use crate::gateway::connections::Registry;
+    use crate::gateway::sigv4::Credentials;
+    use crate::gateway::{EmulationSettings, handshake};
+
     use super::*;
 
     fn context() -> (ConnectionContext, Invocation) {
@@ -413,5 +432,145 @@ mod tests {
         assert_eq!(frame["message"], "Internal server error");
         assert_eq!(frame["connectionId"], "conn-1==");
         assert_eq!(frame["requestId"], "req-1");
+    }
+
+    /// Every message a sink was given, frame by frame.
+    fn recording_sink() -> (impl Sink<Message, Error = WsError> + Unpin, channel::UnboundedReceiver<Message>) {
+        let (tx, rx) = channel::unbounded();
+        (tx.sink_map_err(|_| WsError::ConnectionClosed), rx)
+    }
+
+    fn frames(rx: &mut channel::UnboundedReceiver<Message>) -> Vec<(OpCode, bool, usize)> {
+        let mut out = Vec::new();
+        while let Ok(message) = rx.try_recv() {
+            match message {
+                Message::Frame(frame) => out.push((frame.header().opcode, frame.header().is_final, frame.len())),
+                Message::Text(text) => out.push((OpCode::Data(Data::Text), true, text.len())),
+                Message::Binary(data) => out.push((OpCode::Data(Data::Binary), true, data.len())),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn messages_up_to_32_kib_go_out_whole_and_longer_ones_in_continuation_frames() {
+        let (mut sink, mut rx) = recording_sink();
+
+        write_message(&mut sink, Outbound::Text("x".repeat(MAX_FRAME_BYTES))).await.expect("written");
+        write_message(&mut sink, Outbound::Binary(vec![0xff; MAX_FRAME_BYTES * 2 + 1].into())).await.expect("written");
+
+        let written = frames(&mut rx);
+        assert_eq!(written[0], (OpCode::Data(Data::Text), true, MAX_FRAME_BYTES));
+        let continued: Vec<(OpCode, bool)> = written[1..].iter().map(|(op, fin, _)| (*op, *fin)).collect();
+        assert_eq!(
+            continued,
+            [
+                (OpCode::Data(Data::Binary), false),
+                (OpCode::Data(Data::Continue), false),
+                (OpCode::Data(Data::Continue), true)
+            ]
+        );
+        assert!(written[1..].iter().all(|(_, _, len)| *len <= MAX_FRAME_BYTES + 14), "{written:?}");
+    }
+
+    #[test]
+    fn client_protocol_errors_are_told_apart_from_the_connections_own_state() {
+        assert!(is_client_protocol_error(&ProtocolError::UnmaskedFrameFromClient));
+        assert!(is_client_protocol_error(&ProtocolError::NonZeroReservedBits));
+        assert!(!is_client_protocol_error(&ProtocolError::ResetWithoutClosingHandshake));
+        assert!(!is_client_protocol_error(&ProtocolError::ReceivedAfterClosing));
+    }
+
+    /// A session over an in-memory pipe: the harness's side runs `run`, the test holds the client's side.
+    struct Pipe {
+        client: WebSocketStream<DuplexStream>,
+        session: tokio::task::JoinHandle<()>,
+        _shutdown: watch::Sender<bool>,
+    }
+
+    async fn pipe(idle_timeout: Duration) -> Pipe {
+        let config = Config::for_tests();
+        let store = Arc::new(SqliteStore::in_memory().await.expect("store"));
+        let registry = Registry::default();
+        let pusher = Arc::new(crate::InProcessPusher::new(registry.clone()));
+        let deps = Arc::new(Deps::new(config, store, pusher, Arc::new(OnTouchTimer)));
+        let settings = EmulationSettings {
+            stage: "local".into(),
+            idle_timeout,
+            max_lifetime: shared::gateway::MAX_CONNECTION_DURATION,
+            integration_timeout: shared::gateway::INTEGRATION_TIMEOUT,
+            strict_order: false,
+            throttling: None,
+            credentials: Credentials {
+                access_key_id: "a".into(),
+                secret_access_key: "s".to_owned().into(),
+                region: "us-east-1".into(),
+            },
+        };
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (sessions, _) = mpsc::channel(1);
+        let gateway = Arc::new(Gateway::new(deps, registry, settings, 3001, shutdown_rx, sessions, Duration::ZERO));
+        let id = super::super::connections::new_connection_id();
+        let (connection, ends) = Connection::new(id.clone(), 1, "127.0.0.1".into(), None);
+        gateway.registry.insert(connection.clone());
+        let ctx = ConnectionContext {
+            api_id: "bellhoploc".into(),
+            stage: "local".into(),
+            domain_name: "127.0.0.1:3001".into(),
+            connection_id: id,
+            connected_at_ms: 1,
+            source_ip: "127.0.0.1".into(),
+            user_agent: None,
+            authorizer: Default::default(),
+        };
+        let (server_io, client_io) = tokio::io::duplex(256 * 1024);
+        let server = WebSocketStream::from_raw_socket(server_io, Role::Server, Some(handshake::socket_config())).await;
+        let client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
+        let session = tokio::spawn(run(gateway, connection, ends, server, ctx));
+        Pipe { client, session, _shutdown: shutdown }
+    }
+
+    /// The close frame the harness sends, read from the client's side (a liveness guard of 5 s, never reached when
+    /// the rule holds).
+    async fn close_code(client: &mut WebSocketStream<DuplexStream>) -> Option<u16> {
+        let read = async {
+            while let Some(Ok(message)) = client.next().await {
+                if let Message::Close(frame) = message {
+                    return frame.map(|f| u16::from(f.code));
+                }
+            }
+            None
+        };
+        timeout(Duration::from_secs(5), read).await.expect("a close within 5 s")
+    }
+
+    #[tokio::test]
+    async fn a_binary_message_closes_with_1003_and_ends_the_session() {
+        let mut pipe = pipe(Duration::from_secs(600)).await;
+
+        pipe.client.send(Message::Binary(vec![1, 2, 3].into())).await.expect("send");
+
+        assert_eq!(close_code(&mut pipe.client).await, Some(1003));
+        pipe.session.await.expect("the session ends");
+    }
+
+    #[tokio::test]
+    async fn a_client_close_is_answered_with_the_same_code() {
+        let mut pipe = pipe(Duration::from_secs(600)).await;
+
+        let frame = CloseFrame { code: CloseCode::from(4000), reason: "bye".into() };
+        pipe.client.send(Message::Close(Some(frame))).await.expect("send");
+
+        assert_eq!(close_code(&mut pipe.client).await, Some(4000));
+        pipe.session.await.expect("the session ends");
+    }
+
+    #[tokio::test]
+    async fn a_silent_connection_is_closed_with_1001_at_the_idle_timeout() {
+        let mut pipe = pipe(Duration::from_millis(100)).await;
+
+        assert_eq!(close_code(&mut pipe.client).await, Some(1001));
+        pipe.session.await.expect("the session ends");
     }
 }
