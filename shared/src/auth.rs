@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ids::{RoomName, UserId};
+use crate::protocol::ErrorCode;
 use crate::protocol::payloads::Profile;
 
 /// The subprotocol a browser offers next to its `bearer.<jwt>` entry; the server echoes it back.
@@ -32,11 +33,11 @@ pub enum AuthError {
 
 impl AuthError {
     /// The stable code clients switch on.
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> ErrorCode {
         match self {
-            AuthError::Missing => "MISSING_TOKEN",
-            AuthError::Invalid => "INVALID_TOKEN",
-            AuthError::Expired => "TOKEN_EXPIRED",
+            AuthError::Missing => ErrorCode::MissingToken,
+            AuthError::Invalid => ErrorCode::InvalidToken,
+            AuthError::Expired => ErrorCode::TokenExpired,
         }
     }
 }

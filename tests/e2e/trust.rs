@@ -410,6 +410,6 @@ async fn conversations_page_with_a_cursor_and_a_forged_cursor_is_refused() {
     rooms.sort();
     assert_eq!(rooms, ["topic:t0", "topic:t1", "topic:t2", "topic:t3", "topic:t4"]);
     assert_eq!(forged_status, StatusCode::BAD_REQUEST, "{forged}");
-    assert_eq!(forged["error"]["code"], "INVALID_DATA", "{forged}");
-    assert_eq!(error_code(&members), "INVALID_DATA", "{members}");
+    assert_eq!(forged["error"]["code"], "INVALID_CURSOR", "{forged}");
+    assert_eq!(error_code(&members), "INVALID_CURSOR", "{members}");
 }

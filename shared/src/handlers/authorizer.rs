@@ -47,7 +47,7 @@ pub async fn handle(
             Ok(policy(identity.user_id.to_string(), IamPolicyEffect::Allow, resource, Value::Object(context)))
         }
         Err(error) => {
-            tracing::info!(reason = error.code(), "connect denied");
+            tracing::info!(reason = error.code().as_str(), "connect denied");
             Ok(policy("anonymous".to_owned(), IamPolicyEffect::Deny, resource, Value::Object(Default::default())))
         }
     }

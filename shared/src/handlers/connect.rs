@@ -9,6 +9,7 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use super::caller::{caller_of, refusal, response};
 use super::{Deps, HandlerError, presence, tokens};
 use crate::auth::{TokenSource, extract_token};
+use crate::protocol::ErrorCode;
 use crate::store::StoreError;
 
 #[tracing::instrument(name = "connect", skip_all, fields(connection_id, user_id))]
@@ -21,7 +22,7 @@ pub async fn handle(
         // Without the authorizer's identity the route is misconfigured or was called directly: refuse, never guess.
         Err(error) => {
             tracing::warn!(%error, "connect refused");
-            return Ok(refusal(401, "UNAUTHORIZED", "Authentication error: Missing token"));
+            return Ok(refusal(401, ErrorCode::Unauthorized, "Authentication error: Missing token"));
         }
     };
     let span = tracing::Span::current();
@@ -33,12 +34,12 @@ pub async fn handle(
         && !deps.config.cors_origins.iter().any(|allowed| allowed == origin)
     {
         tracing::info!(origin, "connect refused: origin not allowed");
-        return Ok(refusal(403, "FORBIDDEN", "origin not allowed"));
+        return Ok(refusal(403, ErrorCode::Forbidden, "origin not allowed"));
     }
 
     let store_failed = |error: StoreError| {
         tracing::error!(error = %error, source = ?std::error::Error::source(&error), "connect failed: store");
-        refusal(500, "INTERNAL", "could not record the connection; try again")
+        refusal(500, ErrorCode::Internal, "could not record the connection; try again")
     };
     // Counted before the connection is recorded, so a refused connect leaves nothing behind. Two connects racing at
     // the limit can both pass; the limit is a guard against runaway clients, not an exact quota.
@@ -49,7 +50,7 @@ pub async fn handle(
     let max = deps.config.limits.max_connections_per_user;
     if open >= max {
         tracing::info!(open, max, "connect refused: too many connections");
-        return Ok(refusal(429, "RATE_LIMITED", &format!("a user may hold at most {max} open connections")));
+        return Ok(refusal(429, ErrorCode::RateLimited, &format!("a user may hold at most {max} open connections")));
     }
 
     let mut rooms = deps.config.role_rooms.auto_rooms(&caller.identity);

@@ -34,6 +34,7 @@ use utoipa::ToSchema;
 use super::Deps;
 use super::notifications::{NotificationInput, notify, notify_once};
 use crate::ids::{ConnectionId, UserId};
+use crate::protocol::ErrorCode;
 use crate::protocol::ServerFrame;
 use crate::push::MAX_PAYLOAD_BYTES;
 use crate::rooms::RoomName;
@@ -159,24 +160,24 @@ pub enum EmitError {
 
 impl EmitError {
     /// The stable code callers switch on.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            EmitError::InvalidJson => "INVALID_JSON",
-            EmitError::InvalidPayload(_) => "INVALID_PAYLOAD",
-            EmitError::MissingEvent => "MISSING_EVENT",
-            EmitError::InvalidEvent => "INVALID_EVENT",
-            EmitError::InvalidRoom { .. } => "INVALID_ROOM",
-            EmitError::InvalidUser(_) => "INVALID_USER",
-            EmitError::InvalidConnection(_) => "INVALID_CONNECTION",
-            EmitError::NoTargets => "MISSING_TARGETS",
-            EmitError::TooManyTargets(_) => "TOO_MANY_TARGETS",
-            EmitError::PersistWithoutRooms => "INVALID_PERSIST",
-            EmitError::InvalidNotification(_) => "INVALID_NOTIFICATION",
-            EmitError::InvalidIdempotencyKey => "INVALID_IDEMPOTENCY_KEY",
-            EmitError::IdempotencyInFlight => "CONFLICT",
-            EmitError::BroadcastDisabled => "BROADCAST_DISABLED",
-            EmitError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
-            EmitError::Store(_) => "INTERNAL",
+            EmitError::InvalidJson => ErrorCode::InvalidJson,
+            EmitError::InvalidPayload(_) => ErrorCode::InvalidPayload,
+            EmitError::MissingEvent => ErrorCode::MissingEvent,
+            EmitError::InvalidEvent => ErrorCode::InvalidEvent,
+            EmitError::InvalidRoom { .. } => ErrorCode::InvalidRoom,
+            EmitError::InvalidUser(_) => ErrorCode::InvalidUser,
+            EmitError::InvalidConnection(_) => ErrorCode::InvalidConnection,
+            EmitError::NoTargets => ErrorCode::MissingTargets,
+            EmitError::TooManyTargets(_) => ErrorCode::TooManyTargets,
+            EmitError::PersistWithoutRooms => ErrorCode::InvalidPersist,
+            EmitError::InvalidNotification(_) => ErrorCode::InvalidNotification,
+            EmitError::InvalidIdempotencyKey => ErrorCode::InvalidIdempotencyKey,
+            EmitError::IdempotencyInFlight => ErrorCode::Conflict,
+            EmitError::BroadcastDisabled => ErrorCode::BroadcastDisabled,
+            EmitError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            EmitError::Store(_) => ErrorCode::Internal,
         }
     }
 
@@ -245,7 +246,7 @@ pub async fn handle_value(deps: &Deps, payload: Value) -> Result<Value, EmitErro
             Err(error)
         }
         Err(error) => {
-            tracing::info!(code = error.code(), "emit refused");
+            tracing::info!(code = error.code().as_str(), "emit refused");
             let mut envelope = error.envelope();
             envelope["status"] = Value::from(error.status());
             Ok(envelope)

@@ -142,7 +142,9 @@ pub async fn members(deps: &Deps, caller: &Caller, request: MembersRequest) -> A
 /// A cursor the store cannot read is the client's mistake; any other store failure is ours.
 pub fn cursor_error(error: StoreError) -> ActionError {
     match error {
-        StoreError::InvalidCursor => ActionError::invalid("cursor is not one this listing handed out"),
+        StoreError::InvalidCursor => {
+            ActionError::new(ErrorCode::InvalidCursor, "cursor is not one this listing handed out")
+        }
         other => other.into(),
     }
 }

@@ -241,7 +241,12 @@ pub async fn read_notifications(
     let id = match (body.notification_id, body.all) {
         (Some(id), false) if !id.trim().is_empty() => Some(id),
         (None, true) => None,
-        _ => return Err(ApiError::bad_request("INVALID_DATA", "give either a non-empty notificationId or all: true")),
+        _ => {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidData,
+                "give either a non-empty notificationId or all: true",
+            ));
+        }
     };
     let request = ReadNotifications { all: Some(id.is_none()), notification_id: id, notification_ids: None };
     let answer = notifications::read_for(&deps, &identity.user_id, request).await.map_err(action_error)?;
@@ -262,7 +267,7 @@ pub(crate) fn action_error(error: ActionError) -> ApiError {
                 ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
                 _ => StatusCode::BAD_REQUEST,
             };
-            ApiError::new(status, body.code.as_str(), body.message)
+            ApiError::new(status, body.code, body.message)
         }
         ActionError::Internal(cause) => ApiError::internal(&cause),
     }

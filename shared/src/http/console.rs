@@ -274,20 +274,23 @@ pub async fn dev_token(
     if !dev_tokens_enabled(&deps.config) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "DEV_TOKENS_DISABLED",
+            ErrorCode::DevTokensDisabled,
             "development tokens are minted only while the public development JWT secret is in use; this hub has \
              JWT_SECRET set, so tokens come from the platform backend",
         ));
     }
     let user = UserId::parse(body.sub.clone())
-        .map_err(|e| ApiError::bad_request("INVALID_USER", format!("invalid user id `{}`: {e}", body.sub)))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidUser, format!("invalid user id `{}`: {e}", body.sub)))?;
     let mut rooms = Vec::with_capacity(body.rooms.len());
     for room in body.rooms {
         rooms.push(RoomName::parse(room)?.to_string());
     }
     let ttl = body.ttl_seconds.unwrap_or(3600);
     if !(1..=MAX_DEV_TOKEN_TTL).contains(&ttl) {
-        return Err(ApiError::bad_request("INVALID_DATA", format!("ttlSeconds must be 1 to {MAX_DEV_TOKEN_TTL}")));
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidData,
+            format!("ttlSeconds must be 1 to {MAX_DEV_TOKEN_TTL}"),
+        ));
     }
     let nonempty = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
     let claims = Claims {
@@ -396,7 +399,7 @@ pub async fn user_connections(
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Json<ConnectionPage>, ApiError> {
     let user = UserId::parse(user.clone())
-        .map_err(|e| ApiError::bad_request("INVALID_USER", format!("invalid user id `{user}`: {e}")))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidUser, format!("invalid user id `{user}`: {e}")))?;
     let records = deps.store.user_connections(&user).await?;
     let (records, next) = page_of(records, |r| r.connection_id.to_string(), &params, deps.config.limits.max_page);
     let mut items = Vec::with_capacity(records.len());
@@ -420,7 +423,7 @@ pub async fn connection(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ConnectionView>, ApiError> {
     let id = ConnectionId::parse(id)
-        .map_err(|e| ApiError::bad_request("INVALID_CONNECTION", format!("invalid connection id: {e}")))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidConnection, format!("invalid connection id: {e}")))?;
     let record = deps
         .store
         .get_connection(&id)
@@ -461,7 +464,7 @@ pub async fn room_connections(
     let page =
         deps.store.room_members_page(&room, params.after.as_deref(), limit).await.map_err(|error| match error {
             StoreError::InvalidCursor => {
-                ApiError::bad_request("INVALID_CURSOR", "`after` is not a cursor this listing gave out")
+                ApiError::bad_request(ErrorCode::InvalidCursor, "`after` is not a cursor this listing gave out")
             }
             other => other.into(),
         })?;

@@ -4,8 +4,6 @@
 //! Internal failures are logged here once, with their cause, and answered with a generic message: no route ever
 //! shows a client the text of a store or SDK error.
 
-use std::borrow::Cow;
-
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
@@ -17,6 +15,7 @@ use utoipa::ToSchema;
 
 use crate::auth::AuthError;
 use crate::handlers::emit::EmitError;
+use crate::protocol::ErrorCode;
 use crate::rooms::RoomError;
 use crate::store::StoreError;
 
@@ -28,9 +27,9 @@ pub struct ErrorEnvelope {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// A stable UPPER_SNAKE code (`MISSING_EVENT`, `FORBIDDEN`, `NOT_FOUND`…).
-    #[schema(example = "MISSING_EVENT")]
-    pub code: String,
+    /// A stable UPPER_SNAKE code (`MISSING_EVENT`, `FORBIDDEN`, `NOT_FOUND`…), from the same vocabulary as the
+    /// socket's error codes.
+    pub code: ErrorCode,
     /// For humans; never contains internal error text.
     pub message: String,
 }
@@ -39,35 +38,35 @@ pub struct ErrorDetail {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: Cow<'static, str>,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
-        Self { status, code: code.into(), message: message.into() }
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+        Self::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
     }
 
     /// A failure on our side: the cause is logged here, once, and the client gets a generic 500.
     pub fn internal(cause: &(dyn std::error::Error + 'static)) -> Self {
         tracing::error!(error = %cause, source = ?cause.source(), "request failed");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error; try again later")
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "internal error; try again later")
     }
 
     pub fn envelope(&self) -> ErrorEnvelope {
-        ErrorEnvelope { error: ErrorDetail { code: self.code.to_string(), message: self.message.clone() } }
+        ErrorEnvelope { error: ErrorDetail { code: self.code, message: self.message.clone() } }
     }
 }
 
@@ -91,7 +90,7 @@ impl From<AuthError> for ApiError {
 
 impl From<RoomError> for ApiError {
     fn from(error: RoomError) -> Self {
-        ApiError::bad_request("INVALID_ROOM", error.to_string())
+        ApiError::bad_request(ErrorCode::InvalidRoom, error.to_string())
     }
 }
 
@@ -108,19 +107,19 @@ impl From<EmitError> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
-            JsonRejection::JsonDataError(e) => ApiError::bad_request("INVALID_DATA", e.body_text()),
+            JsonRejection::JsonDataError(e) => ApiError::bad_request(ErrorCode::InvalidData, e.body_text()),
             JsonRejection::JsonSyntaxError(_) => {
-                ApiError::bad_request("INVALID_JSON", "request body is not valid JSON")
+                ApiError::bad_request(ErrorCode::InvalidJson, "request body is not valid JSON")
             }
             JsonRejection::MissingJsonContentType(_) => ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UNSUPPORTED_MEDIA_TYPE",
+                ErrorCode::UnsupportedMediaType,
                 "expected content-type: application/json",
             ),
             other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "request body is too large")
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge, "request body is too large")
             }
-            other => ApiError::new(other.status(), "INVALID_BODY", "request body could not be read"),
+            other => ApiError::new(other.status(), ErrorCode::InvalidBody, "request body could not be read"),
         }
     }
 }
@@ -160,7 +159,7 @@ where
 }
 
 fn path_rejection(rejection: PathRejection) -> ApiError {
-    ApiError::bad_request("INVALID_PATH", rejection.body_text())
+    ApiError::bad_request(ErrorCode::InvalidPath, rejection.body_text())
 }
 
 /// `Query<T>` whose rejections are answered in the envelope.
@@ -182,5 +181,5 @@ where
 }
 
 fn query_rejection(rejection: QueryRejection) -> ApiError {
-    ApiError::bad_request("INVALID_QUERY", rejection.body_text())
+    ApiError::bad_request(ErrorCode::InvalidQuery, rejection.body_text())
 }

@@ -18,6 +18,7 @@ use crate::handlers::Deps;
 use crate::handlers::delivery::{announce_user_left, prune};
 use crate::handlers::emit::{self, EmitReport, EmitRequest};
 use crate::ids::{ConnectionId, UserId};
+use crate::protocol::ErrorCode;
 use crate::push::PushError;
 use crate::rooms::{RoomName, RoomRule};
 
@@ -118,17 +119,20 @@ fn grant_target(deps: &Deps, room: String, body: MembersRequest) -> Result<(Room
     if rule != RoomRule::Granted {
         // A grant on any other kind of room would be stored and never consulted: refuse it instead of pretending.
         return Err(ApiError::bad_request(
-            "INVALID_ROOM",
+            ErrorCode::InvalidRoom,
             format!("{room} is not a granted room; its access comes from its kind ({rule:?})"),
         ));
     }
     if body.users.is_empty() || body.users.len() > MAX_GRANT_USERS {
-        return Err(ApiError::bad_request("MISSING_USERS", format!("users must list 1 to {MAX_GRANT_USERS} user ids")));
+        return Err(ApiError::bad_request(
+            ErrorCode::MissingUsers,
+            format!("users must list 1 to {MAX_GRANT_USERS} user ids"),
+        ));
     }
     let mut users = Vec::with_capacity(body.users.len());
     for raw in body.users {
         let user = UserId::parse(raw.clone())
-            .map_err(|e| ApiError::bad_request("INVALID_USER", format!("invalid user id `{raw}`: {e}")))?;
+            .map_err(|e| ApiError::bad_request(ErrorCode::InvalidUser, format!("invalid user id `{raw}`: {e}")))?;
         if !users.contains(&user) {
             users.push(user);
         }
@@ -205,7 +209,7 @@ pub async fn force_disconnect(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<DisconnectResponse>, ApiError> {
     let connection = ConnectionId::parse(id)
-        .map_err(|e| ApiError::bad_request("INVALID_CONNECTION", format!("invalid connection id: {e}")))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidConnection, format!("invalid connection id: {e}")))?;
     if deps.store.get_connection(&connection).await?.is_none() {
         return Err(ApiError::not_found(format!("connection {connection} not found")));
     }
@@ -219,7 +223,7 @@ pub async fn force_disconnect(
             tracing::error!(connection_id = %connection, error = %error, source = ?std::error::Error::source(&error), "force disconnect failed");
             return Err(ApiError::new(
                 StatusCode::BAD_GATEWAY,
-                "PUSH_FAILED",
+                ErrorCode::PushFailed,
                 "the connection could not be closed; try again",
             ));
         }

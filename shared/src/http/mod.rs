@@ -30,6 +30,7 @@ use utoipa::ToSchema;
 
 use crate::auth::{AuthError, Identity};
 use crate::handlers::Deps;
+use crate::protocol::ErrorCode;
 
 pub mod client;
 pub mod console;
@@ -101,7 +102,7 @@ pub struct HealthStats {
 pub async fn health(State(deps): State<Arc<Deps>>) -> Result<axum::Json<Health>, ApiError> {
     let stats = deps.store.stats().await.map_err(|error| {
         tracing::error!(error = %error, source = ?std::error::Error::source(&error), "health check failed");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "the store is unreachable")
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "the store is unreachable")
     })?;
     let uptime = (chrono::Utc::now() - deps.started_at).num_seconds().max(0) as u64;
     Ok(axum::Json(Health {
@@ -121,7 +122,7 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "method not allowed on this route")
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed, "method not allowed on this route")
 }
 
 /// Rejects internal requests without the right `x-api-key` before their body is read.

@@ -135,8 +135,9 @@ pub mod events {
     pub const CALL_SIGNAL: &str = "call:signal";
 }
 
-/// Stable, documented error codes. Clients switch on these; messages are for humans.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+/// Stable, documented error codes: one vocabulary for socket acks and `error` events, the HTTP API's error
+/// envelope and internal emit. Clients switch on these; messages are for humans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     /// The frame is not valid JSON.
@@ -165,6 +166,53 @@ pub enum ErrorCode {
     RateLimited,
     /// Something failed on our side; nothing was half-written.
     Internal,
+    // The HTTP API's and internal emit's own cases, in the same vocabulary.
+    /// A paging cursor is not one the listing handed out.
+    InvalidCursor,
+    /// An HTTP query string has an unknown parameter or a value of the wrong type.
+    InvalidQuery,
+    /// An HTTP request body could not be read.
+    InvalidBody,
+    /// An HTTP path parameter is malformed.
+    InvalidPath,
+    /// A user id is malformed.
+    InvalidUser,
+    /// A connection id is malformed.
+    InvalidConnection,
+    /// An emitted event name is empty, too long or not printable.
+    InvalidEvent,
+    /// An emit body is not the documented object.
+    InvalidPayload,
+    /// `persist` needs at least one room to store the event in.
+    InvalidPersist,
+    /// An emit's notification is missing a field or too large.
+    InvalidNotification,
+    /// An `idempotencyKey` is empty or too long.
+    InvalidIdempotencyKey,
+    /// The token does not verify (signature, algorithm, claims).
+    InvalidToken,
+    /// No token was presented.
+    MissingToken,
+    /// An emit names no event.
+    MissingEvent,
+    /// An emit names no room, user or connection.
+    MissingTargets,
+    /// A grant or revoke names no user, or too many.
+    MissingUsers,
+    /// An emit names more rooms, users or connections than allowed.
+    TooManyTargets,
+    /// `broadcast: true` while `BROADCAST_ENABLED` is off.
+    BroadcastDisabled,
+    /// Development tokens are minted only while the public development secret is in use.
+    DevTokensDisabled,
+    /// The HTTP route exists but not with this method.
+    MethodNotAllowed,
+    /// The HTTP body is not `application/json`.
+    UnsupportedMediaType,
+    /// The Management API failed; try again.
+    PushFailed,
+    /// The store is unreachable; try again.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -183,6 +231,29 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::InvalidCursor => "INVALID_CURSOR",
+            ErrorCode::InvalidQuery => "INVALID_QUERY",
+            ErrorCode::InvalidBody => "INVALID_BODY",
+            ErrorCode::InvalidPath => "INVALID_PATH",
+            ErrorCode::InvalidUser => "INVALID_USER",
+            ErrorCode::InvalidConnection => "INVALID_CONNECTION",
+            ErrorCode::InvalidEvent => "INVALID_EVENT",
+            ErrorCode::InvalidPayload => "INVALID_PAYLOAD",
+            ErrorCode::InvalidPersist => "INVALID_PERSIST",
+            ErrorCode::InvalidNotification => "INVALID_NOTIFICATION",
+            ErrorCode::InvalidIdempotencyKey => "INVALID_IDEMPOTENCY_KEY",
+            ErrorCode::InvalidToken => "INVALID_TOKEN",
+            ErrorCode::MissingToken => "MISSING_TOKEN",
+            ErrorCode::MissingEvent => "MISSING_EVENT",
+            ErrorCode::MissingTargets => "MISSING_TARGETS",
+            ErrorCode::MissingUsers => "MISSING_USERS",
+            ErrorCode::TooManyTargets => "TOO_MANY_TARGETS",
+            ErrorCode::BroadcastDisabled => "BROADCAST_DISABLED",
+            ErrorCode::DevTokensDisabled => "DEV_TOKENS_DISABLED",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::PushFailed => "PUSH_FAILED",
+            ErrorCode::Unavailable => "UNAVAILABLE",
         }
     }
 }
