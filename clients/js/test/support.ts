@@ -25,7 +25,9 @@ export interface Hub {
 }
 
 /** Starts `target/debug/local` (or `$BELLHOP_HARNESS`) and reads the URLs it prints. */
-export async function startHub(options: { idleSecs?: number; lifetimeSecs?: number } = {}): Promise<Hub> {
+export async function startHub(
+  options: { idleSecs?: number; lifetimeSecs?: number; env?: Record<string, string> } = {},
+): Promise<Hub> {
   const binary = process.env.BELLHOP_HARNESS ?? join(repo, 'target', 'debug', 'local');
   const args = ['--port', '0', '--store', 'memory'];
   if (options.idleSecs) args.push('--idle-timeout-secs', String(options.idleSecs));
@@ -37,6 +39,7 @@ export async function startHub(options: { idleSecs?: number; lifetimeSecs?: numb
       delete env[name];
     }
   }
+  Object.assign(env, options.env);
   const child: ChildProcess = spawn(binary, args, { env, stdio: ['ignore', 'pipe', process.env.TEST_LOG ? 'inherit' : 'ignore'] });
   // Killed with this process too, so a crashed test run leaves no harness behind.
   const killOnExit = () => child.kill('SIGKILL');

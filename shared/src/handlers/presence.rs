@@ -23,6 +23,8 @@ use crate::store::{PresenceRecord, PresenceStatus};
 
 const MAX_USERS_PER_REQUEST: usize = 50;
 const MAX_CUSTOM_STATUS_CHARS: usize = 140;
+/// How many of a user's rooms (in name order) the visibility rule looks through for a shared conversation.
+const MAX_ROOMS_CONSIDERED: usize = 500;
 
 /// Called after `$connect`: the user's first connection (`first`: none was open before it) brings them online for
 /// their subscribers.
@@ -128,7 +130,18 @@ fn parse_users(request: UsersRequest) -> Result<Vec<UserId>, ActionError> {
 /// viewer's token).
 async fn conversations_of(deps: &Deps, viewer: &Identity) -> Result<Vec<RoomName>, HandlerError> {
     let policy = &deps.config.room_policy;
-    let mut rooms = deps.store.user_rooms(&viewer.user_id).await?;
+    // Read page by page up to a bound, so a user who took part in thousands of rooms cannot make every presence
+    // or call request cost thousands of reads.
+    let mut rooms = Vec::new();
+    let mut cursor: Option<String> = None;
+    while rooms.len() < MAX_ROOMS_CONSIDERED {
+        let page = deps.store.user_rooms_page(&viewer.user_id, cursor.as_deref(), 100).await?;
+        rooms.extend(page.items);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
     rooms.extend(viewer.rooms.iter().cloned());
     rooms.sort();
     rooms.dedup();
