@@ -234,9 +234,11 @@ describe('domain helpers', () => {
   });
 
   test('presence subscribe delivers the current presence, then changes', async () => {
+    // Presence is visible only within a private conversation both may enter, such as a granted booking.
+    await hub.server.grant('booking:presence', ['pia', 'quinn']);
     const a = connect(hub, 'pia').client;
     const b = connect(hub, 'quinn').client;
-    await withTimeout(Promise.all([a.room('topic:presence').ready, b.room('topic:presence').ready]), 10_000, 'joins');
+    await withTimeout(Promise.all([a.room('booking:presence').ready, b.room('booking:presence').ready]), 10_000, 'joins');
     const seen: any[] = [];
     const first = new Promise<void>((resolve) => {
       a.subscribePresence(['quinn'], (presence) => {
@@ -273,9 +275,11 @@ describe('domain helpers', () => {
   });
 
   test('a call handle filters its events and relays signals', async () => {
+    // Calls, like presence, reach only people one shares a private conversation with.
+    await hub.server.grant('visit:calls', ['tom', 'uma']);
     const a = connect(hub, 'tom').client;
     const b = connect(hub, 'uma').client;
-    await withTimeout(Promise.all([a.room('topic:calls').ready, b.room('topic:calls').ready]), 10_000, 'joins');
+    await withTimeout(Promise.all([a.room('visit:calls').ready, b.room('visit:calls').ready]), 10_000, 'joins');
     const incoming = nextEvent(b, 'call:incoming');
     const started: any = await a.request('call:initiate', { recipientId: 'uma', callType: 'video' });
     const callId = (await incoming).data.callId;
