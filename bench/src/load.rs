@@ -176,7 +176,7 @@ impl Fleet {
     }
 
     /// How many connections are open.
-    pub fn len(&self) -> usize {
+    pub fn connections(&self) -> usize {
         self.conns.len()
     }
 

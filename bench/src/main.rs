@@ -8,6 +8,7 @@
 //!
 //! `bench/run.sh` builds what a full run needs and calls this binary; `bench/README.md` explains each figure.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use clap::Parser;
 
 use bench::load::Fleet;
 use bench::report::{self, RepResult, StepResult};
-use bench::servers::{Programs, Server, ServerKind, sample_pid};
+use bench::servers::{Programs, Server, ServerKind, ThreadSample, sample_pid, threads};
 
 #[derive(Parser, Debug)]
 #[command(name = "bench", about = "Bellhop vs Socket.IO over loopback: memory, broadcast cost and latency, emits")]
@@ -63,6 +64,15 @@ struct Args {
     /// The Node.js executable.
     #[arg(long, default_value = "node")]
     node: PathBuf,
+    /// RUST_LOG for the harness; `warn` for measurements, `sqlx::query=debug,warn` to log every SQL statement.
+    #[arg(long, default_value = "warn")]
+    bellhop_log: String,
+    /// Keep each server's scratch folder (its log and SQLite file) and print where it is.
+    #[arg(long)]
+    keep_scratch: bool,
+    /// After each step, print the server's CPU time and context switches per message for each thread name.
+    #[arg(long)]
+    threads: bool,
 }
 
 /// The resolved settings of one run.
@@ -139,6 +149,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         bellhop_args: args.bellhop_args.clone(),
         socketio: args.socketio.clone(),
         node: args.node.clone(),
+        bellhop_log: args.bellhop_log.clone(),
+        keep_scratch: args.keep_scratch,
     };
     eprintln!(
         "bench: {} connections in rooms of {}, {} repetition(s), {} s per step, rates {:?}; load average at start: {}",
@@ -155,7 +167,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         for (kind, reps) in &mut results {
             let run_id = format!("{}-{rep}", std::process::id());
             eprintln!("bench: repetition {} of {}: {}", rep + 1, plan.reps, kind.label());
-            let result = repetition(*kind, &programs, &plan, &run_id)
+            let result = repetition(*kind, &programs, &plan, &run_id, args.threads)
                 .await
                 .with_context(|| format!("{} repetition {}", kind.label(), rep + 1))?;
             reps.push(result);
@@ -171,14 +183,20 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 }
 
 /// One server, one repetition: a fresh process, a fresh fleet, every workload.
-async fn repetition(kind: ServerKind, programs: &Programs, plan: &Plan, run_id: &str) -> anyhow::Result<RepResult> {
+async fn repetition(
+    kind: ServerKind,
+    programs: &Programs,
+    plan: &Plan,
+    run_id: &str,
+    thread_breakdown: bool,
+) -> anyhow::Result<RepResult> {
     let server = Server::start(kind, programs, run_id).await?;
-    let outcome = measure(&server, plan, run_id).await;
+    let outcome = measure(&server, plan, run_id, thread_breakdown).await;
     server.stop().await;
     outcome
 }
 
-async fn measure(server: &Server, plan: &Plan, run_id: &str) -> anyhow::Result<RepResult> {
+async fn measure(server: &Server, plan: &Plan, run_id: &str, thread_breakdown: bool) -> anyhow::Result<RepResult> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = server.sample()?;
     let mut fleet = Fleet::build(
@@ -193,12 +211,13 @@ async fn measure(server: &Server, plan: &Plan, run_id: &str) -> anyhow::Result<R
     // Let the joins' side effects (presence, join notices, a Node GC) settle before reading memory.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle = server.sample()?;
-    let idle_bytes_per_conn = idle.rss_bytes.saturating_sub(before.rss_bytes) as f64 / fleet.len() as f64;
+    let idle_bytes_per_conn = idle.rss_bytes.saturating_sub(before.rss_bytes) as f64 / fleet.connections() as f64;
 
     let emit = fleet.emits(plan.emits).await?;
 
     let mut steps = Vec::new();
     for &rate in &plan.rates {
+        let threads_before = if thread_breakdown { threads(server.pid) } else { Default::default() };
         let server_before = server.sample()?;
         let generator_before = sample_pid(std::process::id())?;
         let started = std::time::Instant::now();
@@ -206,6 +225,9 @@ async fn measure(server: &Server, plan: &Plan, run_id: &str) -> anyhow::Result<R
         let wall = started.elapsed();
         let server_after = server.sample()?;
         let generator_after = sample_pid(std::process::id())?;
+        if thread_breakdown {
+            print_threads(&threads_before, &threads(server.pid), step.sent);
+        }
         let result = StepResult::new(step, wall, &server_before, &server_after, &generator_before, &generator_after);
         let stop = !result.clean() || result.p99_ms() > plan.p99_limit_ms;
         eprintln!("bench:   {}", result.summary());
@@ -215,6 +237,33 @@ async fn measure(server: &Server, plan: &Plan, run_id: &str) -> anyhow::Result<R
         }
     }
     Ok(RepResult { idle_bytes_per_conn, emit, steps, closed: fleet.closed(), p99_limit_ms: plan.p99_limit_ms })
+}
+
+/// Prints, per thread name, the CPU time and context switches the step cost per message sent. Threads that
+/// started during the step count from zero; threads that ended during it are missing.
+fn print_threads(before: &BTreeMap<u32, ThreadSample>, after: &BTreeMap<u32, ThreadSample>, messages: u64) {
+    let mut by_name: BTreeMap<&str, (usize, u64, u64)> = BTreeMap::new();
+    for (tid, thread) in after {
+        let (cpu, switches) = match before.get(tid) {
+            Some(earlier) => (
+                thread.cpu_us.saturating_sub(earlier.cpu_us),
+                thread.context_switches.saturating_sub(earlier.context_switches),
+            ),
+            None => (thread.cpu_us, thread.context_switches),
+        };
+        let entry = by_name.entry(thread.name.as_str()).or_default();
+        entry.0 += 1;
+        entry.1 += cpu;
+        entry.2 += switches;
+    }
+    let messages = messages.max(1) as f64;
+    for (name, (count, cpu, switches)) in by_name {
+        eprintln!(
+            "bench:     thread {name:<16} ×{count:<3} {:>8.1} CPU-µs/msg {:>6.1} ctx switches/msg",
+            cpu as f64 / messages,
+            switches as f64 / messages
+        );
+    }
 }
 
 fn load_average() -> String {

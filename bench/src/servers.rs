@@ -64,6 +64,10 @@ pub struct Programs {
     pub socketio: PathBuf,
     /// The Node.js executable.
     pub node: PathBuf,
+    /// `RUST_LOG` for the harness: `warn` for measurements, e.g. `sqlx::query=debug,warn` to count statements.
+    pub bellhop_log: String,
+    /// Keep each server's scratch folder (its log, its SQLite file) instead of removing it.
+    pub keep_scratch: bool,
 }
 
 /// Why a server could not be started or read.
@@ -105,6 +109,52 @@ pub struct Server {
     pub http_base: String,
     child: Child,
     scratch: PathBuf,
+    keep_scratch: bool,
+}
+
+/// CPU time and context switches of one thread, keyed by thread id in [`threads`].
+#[derive(Clone, Debug, Default)]
+pub struct ThreadSample {
+    /// The thread's name (`comm`), e.g. `tokio-runtime-w` or `sqlx-sqlite-wor`.
+    pub name: String,
+    pub cpu_us: u64,
+    pub context_switches: u64,
+}
+
+/// Every live thread of `pid` with its counters. A thread that exits between listing and reading is left out.
+pub fn threads(pid: u32) -> std::collections::BTreeMap<u32, ThreadSample> {
+    let mut threads = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return threads;
+    };
+    for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
+            continue;
+        };
+        let (Ok(stat), Ok(status)) =
+            (std::fs::read_to_string(task.path().join("stat")), std::fs::read_to_string(task.path().join("status")))
+        else {
+            continue;
+        };
+        let Some((cpu_us, name)) = parse_stat(&stat) else {
+            continue;
+        };
+        let context_switches = status_field(&status, "voluntary_ctxt_switches:").unwrap_or(0)
+            + status_field(&status, "nonvoluntary_ctxt_switches:").unwrap_or(0);
+        threads.insert(tid, ThreadSample { name, cpu_us, context_switches });
+    }
+    threads
+}
+
+/// User + system time in µs and the command name from a `stat` file.
+fn parse_stat(stat: &str) -> Option<(u64, String)> {
+    // The command name in field 2 may hold spaces and parentheses: the fields that follow start after the last ')'.
+    let (head, after_name) = stat.rsplit_once(')')?;
+    let name = head.split_once('(').map(|(_, name)| name.to_owned()).unwrap_or_default();
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // After the name, index 0 is field 3 (state); utime is field 14 and stime field 15.
+    let ticks = |index: usize| fields.get(index).and_then(|field| field.parse::<u64>().ok());
+    Some(((ticks(11)? + ticks(12)?) * (1_000_000 / TICKS_PER_SECOND), name))
 }
 
 /// A reading of a server's counters at one instant.
@@ -145,7 +195,7 @@ impl Server {
         command
             .env("JWT_SECRET", JWT_SECRET)
             .env("INTERNAL_API_KEY", API_KEY)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", &programs.bellhop_log)
             .env("NODE_ENV", "production")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -171,7 +221,7 @@ impl Server {
         let Some((ws_base, http_base)) = found else {
             return Err(ServerError::NoAddress { server: kind.label(), log: log_path.display().to_string() });
         };
-        Ok(Server { kind, pid, ws_base, http_base, child, scratch })
+        Ok(Server { kind, pid, ws_base, http_base, child, scratch, keep_scratch: programs.keep_scratch })
     }
 
     /// Reads the server's counters now.
@@ -179,12 +229,16 @@ impl Server {
         sample_pid(self.pid)
     }
 
-    /// Stops the server and removes its scratch folder.
+    /// Stops the server and removes its scratch folder (unless asked to keep it).
     pub async fn stop(mut self) {
         // SIGKILL: what the server does on a graceful stop (closing thousands of sockets) is not measured, and a
         // repetition must not wait for it.
         let _ = self.child.kill().await;
-        let _ = std::fs::remove_dir_all(&self.scratch);
+        if self.keep_scratch {
+            eprintln!("bench: {} left its log and data in {}", self.kind.label(), self.scratch.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.scratch);
+        }
     }
 }
 
@@ -194,14 +248,7 @@ pub fn sample_pid(pid: u32) -> Result<Sample, ServerError> {
     let read = |path: &Path| std::fs::read_to_string(path).map_err(|source| ServerError::Proc { pid, source });
 
     let stat = read(&proc_dir.join("stat"))?;
-    // The command name in field 2 may hold spaces and parentheses: the fields that follow start after the last ')'.
-    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).ok_or(ServerError::ProcFormat { pid })?;
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // After the name, index 0 is field 3 (state); utime is field 14 and stime field 15.
-    let ticks = |index: usize| fields.get(index).and_then(|field| field.parse::<u64>().ok());
-    let (Some(utime), Some(stime)) = (ticks(11), ticks(12)) else {
-        return Err(ServerError::ProcFormat { pid });
-    };
+    let (cpu_us, _) = parse_stat(&stat).ok_or(ServerError::ProcFormat { pid })?;
 
     let status = read(&proc_dir.join("status"))?;
     let rss_kb = status_field(&status, "VmRSS:").unwrap_or(0);
@@ -216,7 +263,7 @@ pub fn sample_pid(pid: u32) -> Result<Sample, ServerError> {
             }
         }
     }
-    Ok(Sample { cpu_us: (utime + stime) * (1_000_000 / TICKS_PER_SECOND), context_switches, rss_bytes: rss_kb * 1024 })
+    Ok(Sample { cpu_us, context_switches, rss_bytes: rss_kb * 1024 })
 }
 
 fn status_field(status: &str, name: &str) -> Option<u64> {
@@ -261,6 +308,19 @@ mod tests {
         let sample = sample_pid(std::process::id()).expect("read /proc/self");
         assert!(sample.rss_bytes > 0);
         assert!(sample.context_switches > 0);
+    }
+
+    #[test]
+    fn own_threads_are_listed_with_names() {
+        let threads = threads(std::process::id());
+        assert!(!threads.is_empty());
+        assert!(threads.values().all(|thread| !thread.name.is_empty()));
+    }
+
+    #[test]
+    fn stat_names_may_hold_parentheses() {
+        let stat = "42 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 7 3 0 0";
+        assert_eq!(parse_stat(stat), Some((100_000, "a (b) c".to_owned())));
     }
 
     #[test]
