@@ -3,9 +3,9 @@
 //! For each repetition and each server it starts a fresh server process, opens the connection fleet (one room per
 //! `room-size` connections), and measures in turn: idle memory per connection, internal emits to a room, then room
 //! broadcast at rising fixed rates: every `--fixed-rates` step, then on until p99 passes the limit or a delivery
-//! goes missing. It prints one table of
-//! medians with their spread over repetitions, and Bellhop / Socket.IO ratios. It exits with status 1 when any
-//! delivery was lost, duplicated or out of order, or any request failed, so the quick mode works as a test.
+//! goes missing. It prints one table of medians with their spread over repetitions, and Bellhop / Socket.IO
+//! ratios. It exits with status 1 when any delivery was lost, duplicated or out of order, or any request failed,
+//! so the quick mode works as a test.
 //!
 //! `bench/run.sh` builds what a full run needs and calls this binary; `bench/README.md` explains each figure.
 

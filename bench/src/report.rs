@@ -230,7 +230,9 @@ pub fn table(rates: &[u32], p99_limit_ms: f64, results: &[(ServerKind, Vec<RepRe
     row("internal emit, POST → last member p99 (ms)".into(), 2, &|rep| {
         (!rep.emit.to_last_us.is_empty()).then(|| percentile(&rep.emit.to_last_us, 0.99) / 1000.0)
     });
-    for &rate in rates {
+    // Rates no server reached would be rows of dashes.
+    let reached = |rate: u32| results.iter().any(|(_, reps)| reps.iter().any(|rep| rep.step(rate).is_some()));
+    for &rate in rates.iter().filter(|&&rate| reached(rate)) {
         row(format!("{rate} msg/s: server CPU-µs per delivery"), 1, &|rep| {
             rep.step(rate).map(StepResult::cpu_us_per_delivery)
         });

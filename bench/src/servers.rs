@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::proto::Protocol;
@@ -213,11 +213,14 @@ impl Server {
             .ok_or_else(|| ServerError::NoAddress { server: kind.label(), log: log_path.display().to_string() })?;
 
         let wait = Duration::from_secs(30);
-        let found = tokio::time::timeout(wait, read_address(kind, stdout)).await.map_err(|_| ServerError::Timeout {
-            server: kind.label(),
-            seconds: wait.as_secs(),
-            log: log_path.display().to_string(),
-        })?;
+        let found =
+            tokio::time::timeout(wait, read_address(kind, stdout, scratch.join("stdout.log"))).await.map_err(|_| {
+                ServerError::Timeout {
+                    server: kind.label(),
+                    seconds: wait.as_secs(),
+                    log: log_path.display().to_string(),
+                }
+            })?;
         let Some((ws_base, http_base)) = found else {
             return Err(ServerError::NoAddress { server: kind.label(), log: log_path.display().to_string() });
         };
@@ -274,9 +277,13 @@ fn status_field(status: &str, name: &str) -> Option<u64> {
         .and_then(|value| value.parse().ok())
 }
 
-/// Reads the server's stdout until the line that says where it listens, then keeps draining it in the background
-/// so the server never blocks on a full pipe.
-async fn read_address(kind: ServerKind, stdout: tokio::process::ChildStdout) -> Option<(String, String)> {
+/// Reads the server's stdout until the line that says where it listens, then keeps copying it to `rest` in the
+/// background so the server never blocks on a full pipe. The harness logs to stdout.
+async fn read_address(
+    kind: ServerKind,
+    stdout: tokio::process::ChildStdout,
+    rest: PathBuf,
+) -> Option<(String, String)> {
     let mut lines = BufReader::new(stdout).lines();
     let mut found = None;
     while let Ok(Some(line)) = lines.next_line().await {
@@ -293,7 +300,16 @@ async fn read_address(kind: ServerKind, stdout: tokio::process::ChildStdout) -> 
             break;
         }
     }
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    tokio::spawn(async move {
+        let mut copy = tokio::fs::File::create(&rest).await.ok();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(file) = copy.as_mut()
+                && file.write_all(format!("{line}\n").as_bytes()).await.is_err()
+            {
+                copy = None;
+            }
+        }
+    });
     let ws_base = found?;
     let authority = ws_base.strip_prefix("ws://")?.split('/').next()?.to_owned();
     Some((ws_base, format!("http://{authority}")))
