@@ -182,7 +182,9 @@ impl Server {
             ServerKind::BellhopSqlite | ServerKind::BellhopMemory => {
                 let mut command = Command::new(&programs.bellhop);
                 let store = if kind == ServerKind::BellhopSqlite { "sqlite" } else { "memory" };
-                command.args(["--port", "0", "--store", store, "--data-dir"]).arg(&scratch);
+                // A load test: the emulated stage throttling (API Gateway's route limits) would refuse the fleet's
+                // connects and sends long before the hub itself is the limit.
+                command.args(["--port", "0", "--no-throttle", "--store", store, "--data-dir"]).arg(&scratch);
                 command.args(&programs.bellhop_args);
                 command
             }
