@@ -61,6 +61,11 @@ step "end-to-end suite on DynamoDB Local with the SDK pusher"
 E2E_STORE=dynamodb E2E_PUSHER=sdk cargo test -p tests --features shared/test-util --test e2e --no-fail-fast -- \
   --skip dynamo_costs || status=1
 
+# The benchmark's quick mode on the debug builds above: a smoke run, not a measurement (bench/README.md). It fails
+# when any delivery is lost, duplicated or out of order on Bellhop or on the Socket.IO peer.
+step "benchmark, quick mode (bench/run.sh --quick)"
+bash bench/run.sh --quick || status=1
+
 step "DynamoDB requests per action"
 cargo test -p tests --features shared/test-util --test e2e dynamo_costs -- --nocapture || status=1
 

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The benchmark in one command: builds what it needs, installs the Socket.IO peer from its lockfile, prints what the
+# run is measured on, then runs the load generator against every server (arguments are passed to it).
+#
+#   bash bench/run.sh                 # the full run: release profile, 5,000 connections, 3 repetitions
+#   bash bench/run.sh --quick         # the quick mode scripts/test.sh runs: debug builds, 200 connections
+#   bash bench/run.sh --reps 5 --rates 100,400   # any option of `bench --help`
+#
+# The quick mode reuses the debug binaries the test command builds anyway: its figures say nothing about speed (an
+# unoptimised hub), it checks that the benchmark still runs and that no delivery is lost, duplicated or reordered.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+profile=release
+for arg in "$@"; do
+  if [ "$arg" = "--quick" ]; then profile=dev; fi
+done
+
+if [ "$profile" = release ]; then
+  # The root release profile is the Lambdas' (fat LTO, one codegen unit): slow to build, and what ships.
+  # Two invocations: built together, the generator's features would be unified into the harness's dependencies and
+  # rebuild it differently from `cargo build --release -p local`.
+  cargo build --release -p local
+  cargo build --release -p bench
+  bin=target/release
+else
+  cargo build -p local
+  cargo build -p bench
+  bin=target/debug
+fi
+
+# `npm ci` only when the lockfile changed since the last install.
+lock_sum=$(sha256sum bench/socketio/package-lock.json | cut -d' ' -f1)
+stamp=bench/socketio/node_modules/.installed-from-lock
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
+  (cd bench/socketio && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$lock_sum" > "$stamp"
+fi
+
+# Each server holds one socket per connection, and so does the generator.
+ulimit -n 65536 2>/dev/null || true
+
+echo "date:    $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "commit:  $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+echo "tools:   $(rustc --version), node $(node --version), socket.io $(node -p "require('./bench/socketio/node_modules/socket.io/package.json').version")"
+echo "profile: $profile; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+exec "$bin/bench" --bellhop "$bin/local" --socketio bench/socketio "$@"
