@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use crate::auth::Identity;
 use crate::config::Config;
 use crate::ids::ConnectionId;
-use crate::protocol::ErrorCode;
+use crate::protocol::{ErrorCode, ErrorEnvelope};
 use crate::store::ConnectionRecord;
 
 /// The authenticated connection an event came from.
@@ -67,7 +67,7 @@ pub fn response(status: i64, body: Option<String>) -> ApiGatewayProxyResponse {
 
 /// A refusal in the HTTP error envelope, for `$connect`.
 pub fn refusal(status: i64, code: ErrorCode, message: &str) -> ApiGatewayProxyResponse {
-    let body = serde_json::json!({"error": {"code": code.as_str(), "message": message}}).to_string();
+    let body = serde_json::to_string(&ErrorEnvelope::new(code, message)).unwrap_or_default();
     let mut response = response(status, Some(body));
     response.headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     response

@@ -34,8 +34,8 @@ use utoipa::ToSchema;
 use super::Deps;
 use super::notifications::{NotificationInput, notify, notify_once};
 use crate::ids::{ConnectionId, UserId};
-use crate::protocol::ErrorCode;
 use crate::protocol::ServerFrame;
+use crate::protocol::{ErrorCode, ErrorEnvelope, to_data};
 use crate::push::MAX_PAYLOAD_BYTES;
 use crate::rooms::RoomName;
 use crate::store::{IdempotencyClaim, NewRoomEvent, StoreError};
@@ -202,8 +202,8 @@ impl EmitError {
     }
 
     /// `{"error": {"code", "message"}}`, the envelope both entry points answer with.
-    pub fn envelope(&self) -> Value {
-        serde_json::json!({"error": {"code": self.code(), "message": self.public_message()}})
+    pub fn envelope(&self) -> ErrorEnvelope {
+        ErrorEnvelope::new(self.code(), self.public_message())
     }
 }
 
@@ -247,9 +247,8 @@ pub async fn handle_value(deps: &Deps, payload: Value) -> Result<Value, EmitErro
         }
         Err(error) => {
             tracing::info!(code = error.code().as_str(), "emit refused");
-            let mut envelope = error.envelope();
-            envelope["status"] = Value::from(error.status());
-            Ok(envelope)
+            let envelope = ErrorEnvelope { status: Some(error.status()), ..error.envelope() };
+            Ok(to_data(&envelope))
         }
     }
 }

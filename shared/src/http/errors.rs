@@ -9,9 +9,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
-use utoipa::ToSchema;
 
 use crate::auth::AuthError;
 use crate::handlers::emit::EmitError;
@@ -19,20 +17,8 @@ use crate::protocol::ErrorCode;
 use crate::rooms::RoomError;
 use crate::store::StoreError;
 
-/// The body of every error answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct ErrorEnvelope {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// A stable UPPER_SNAKE code (`MISSING_EVENT`, `FORBIDDEN`, `NOT_FOUND`…), from the same vocabulary as the
-    /// socket's error codes.
-    pub code: ErrorCode,
-    /// For humans; never contains internal error text.
-    pub message: String,
-}
+/// The body of every error answer, defined with the rest of the wire format.
+pub use crate::protocol::ErrorEnvelope;
 
 /// An error answer: a status and the envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +52,7 @@ impl ApiError {
     }
 
     pub fn envelope(&self) -> ErrorEnvelope {
-        ErrorEnvelope { error: ErrorDetail { code: self.code, message: self.message.clone() } }
+        ErrorEnvelope::new(self.code, self.message.clone())
     }
 }
 

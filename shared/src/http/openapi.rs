@@ -36,7 +36,8 @@ use crate::protocol::payloads;
     ),
     components(schemas(
         errors::ErrorEnvelope,
-        errors::ErrorDetail,
+        crate::protocol::ErrorBody,
+        crate::protocol::ErrorCode,
         emit::EmitRequest,
         emit::EmitReport,
         NotificationInput,

@@ -259,7 +259,7 @@ impl ErrorCode {
 }
 
 /// `{"code": ..., "message": ...}`: the body of a failed ack, of an `error` event and of HTTP error envelopes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
     pub code: ErrorCode,
@@ -279,6 +279,22 @@ impl ErrorBody {
     pub fn rate_limited(message: impl Into<String>, retry_after: std::time::Duration) -> Self {
         let millis = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX).max(1);
         Self { code: ErrorCode::RateLimited, message: message.into(), retry_after_ms: Some(millis) }
+    }
+}
+
+/// `{"error": {"code", "message"}}`: the body of every HTTP error answer and of a `$connect` refusal. A refused
+/// emit invoke adds the HTTP `status` the same refusal has over HTTP, since a Lambda answer has no status line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, utoipa::ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub status: Option<u16>,
+}
+
+impl ErrorEnvelope {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { error: ErrorBody::new(code, message), status: None }
     }
 }
 

@@ -9,7 +9,7 @@
 use ts_rs::{Config, TS};
 
 use super::payloads::*;
-use super::{Action, ErrorBody, ErrorCode, ServerFrame, events};
+use super::{Action, ErrorBody, ErrorCode, ErrorEnvelope, ServerFrame, events};
 use crate::ids::{ConnectionId, UserId};
 use crate::rooms::RoomName;
 
@@ -89,6 +89,7 @@ pub(crate) fn declarations() -> Vec<String> {
         Timestamp_,
         ErrorCode,
         ErrorBody,
+        ErrorEnvelope,
         ServerFrame,
         Profile,
         PresenceStatus,

@@ -20,6 +20,8 @@ export type ErrorBody = { code: ErrorCode, message: string,
  */
 retryAfterMs?: number, };
 
+export type ErrorEnvelope = { error: ErrorBody, status?: number, };
+
 export type ServerFrame = { "type": "ack", id?: string, ok: boolean, data?: JsonValue, error?: ErrorBody, } | { "type": "event", event: string, room?: string, seq?: number, data: JsonValue, };
 
 export type Profile = { id: UserId, name: string | null, email: string | null, role: string | null, };
