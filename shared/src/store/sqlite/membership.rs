@@ -103,22 +103,18 @@ pub(super) async fn connection_rooms(store: &SqliteStore, connection: &Connectio
 }
 
 pub(super) async fn grant(store: &SqliteStore, room: &RoomName, users: &[UserId]) -> StoreResult<()> {
-    let mut tx = store.write_tx().await?;
-    for user in users {
-        sqlx::query("INSERT INTO grants (room, user_id) VALUES (?, ?) ON CONFLICT (room, user_id) DO NOTHING")
-            .bind(room.as_str())
-            .bind(user.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::backend)?;
-    }
-    tx.commit().await.map_err(StoreError::backend)
+    for_each_user(store, room, users, "INSERT INTO grants (room, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING").await
 }
 
 pub(super) async fn revoke(store: &SqliteStore, room: &RoomName, users: &[UserId]) -> StoreResult<()> {
+    for_each_user(store, room, users, "DELETE FROM grants WHERE room = ? AND user_id = ?").await
+}
+
+/// Runs `statement` (binding the room, then a user) for every user, in one write transaction.
+async fn for_each_user(store: &SqliteStore, room: &RoomName, users: &[UserId], statement: &str) -> StoreResult<()> {
     let mut tx = store.write_tx().await?;
     for user in users {
-        sqlx::query("DELETE FROM grants WHERE room = ? AND user_id = ?")
+        sqlx::query(statement)
             .bind(room.as_str())
             .bind(user.as_str())
             .execute(&mut *tx)
