@@ -4,7 +4,8 @@
 //! the harness enforces exactly these numbers, so a limit that is crossed offline fails offline instead of at the
 //! first deploy. Values are AWS's published quotas (developer guide, "Amazon API Gateway quotas for configuring and
 //! running a WebSocket API"); the stage throttle defaults are the ones `template.yaml` deploys, which an end-to-end
-//! test checks. This module holds numbers only: no I/O, no policy.
+//! test checks, and so is the one route answered without a function (the heartbeat's). This module holds numbers and
+//! that route's fixed answer only: no I/O, no policy.
 
 use std::time::Duration;
 
@@ -37,6 +38,14 @@ pub const STAGE_THROTTLING_BURST: u32 = 500;
 
 /// The stage's default route throttling rate (`ThrottlingRateLimit` in `template.yaml`), in requests per second.
 pub const STAGE_THROTTLING_RATE: u32 = 1000;
+
+/// The route key of the heartbeat route `template.yaml` deploys besides `$connect`, `$disconnect` and `$default`:
+/// a frame whose `action` is `ping` is answered by a MOCK integration, so no function runs and none is billed.
+pub const PING_ROUTE_KEY: &str = crate::protocol::PING_ACTION;
+
+/// The ping route's answer: its integration response template in `template.yaml`, verbatim (the template test
+/// checks that), sent back as the route response.
+pub const PING_ROUTE_RESPONSE: &str = crate::protocol::PONG_FRAME;
 
 /// The SigV4 signing name of the management API (`@connections`).
 pub const MANAGEMENT_SIGNING_NAME: &str = "execute-api";

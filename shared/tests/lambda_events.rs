@@ -176,11 +176,32 @@ async fn the_message_fixture_is_answered_with_its_ack_as_the_route_response_and_
     assert_eq!(response.status_code, 200);
     let ack: Value = serde_json::from_str(&text(&response)).expect("JSON ack");
     assert_eq!(
-        (&ack["type"], &ack["id"], &ack["ok"], &ack["data"]["pong"]),
-        (&json!("ack"), &json!("c-1"), &json!(true), &json!(true))
+        (&ack["type"], &ack["id"], &ack["ok"], &ack["data"]["connectionId"]),
+        (&json!("ack"), &json!("c-1"), &json!(true), &json!(CONNECTION))
     );
-    assert!(ack["data"]["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{ack}");
-    assert!(hub.pusher.sent().is_empty(), "a ping is answered by the route response alone");
+    assert!(hub.pusher.sent().is_empty(), "a hello is answered by the route response alone");
+}
+
+/// API Gateway answers `ping` on its own route; a ping reaches `$default` only when that route is missing, and the
+/// function then says so instead of answering what the client would mistake for a heartbeat.
+#[tokio::test]
+async fn a_ping_that_reaches_the_message_function_is_an_unknown_action_naming_the_missing_route() {
+    let hub = Hub::new().await;
+    hub.connect_fixture().await;
+    let mut event: ApiGatewayWebsocketProxyRequest = fixture("apigw-message");
+    event.body = Some(r#"{"action":"ping","id":"p-1"}"#.to_owned());
+
+    let response = message::handle(&hub.deps, event).await.expect("handled");
+
+    assert_eq!(response.status_code, 200);
+    let ack: Value = serde_json::from_str(&text(&response)).expect("JSON ack");
+    assert_eq!(
+        (&ack["id"], &ack["ok"], &ack["error"]["code"]),
+        (&json!("p-1"), &json!(false), &json!("UNKNOWN_ACTION"))
+    );
+    let message = ack["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("API Gateway's ping route"), "{ack}");
+    assert!(hub.pusher.sent().is_empty());
 }
 
 #[tokio::test]

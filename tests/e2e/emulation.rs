@@ -203,6 +203,22 @@ async fn pings_do_not_keep_an_idle_connection_open() {
 }
 
 #[tokio::test]
+async fn heartbeat_frames_keep_a_connection_open_past_the_idle_timeout() {
+    let hub = spawn_hub_with(|options| options.idle_timeout = Duration::from_secs(2)).await;
+    let (mut client, _id) = connect_one(&hub).await;
+
+    // Three idle timeouts' worth of heartbeats: each ping and its pong are data frames, answered by the gateway.
+    for _ in 0..20 {
+        assert_eq!(client.ping().await["type"], "pong");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    assert!(!client.is_closed());
+    let close = client.wait_closed(Duration::from_secs(5)).await.expect("closed once the heartbeat stops");
+    assert_eq!(u16::from(close.code), 1001);
+}
+
+#[tokio::test]
 async fn the_maximum_lifetime_closes_even_an_active_connection() {
     let hub = spawn_hub_with(|options| options.max_lifetime = Duration::from_secs(1)).await;
     let (mut client, _id) = connect_one(&hub).await;

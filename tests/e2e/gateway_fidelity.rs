@@ -90,7 +90,7 @@ async fn a_route_response_over_128_kib_never_reaches_the_client_and_a_gateway_er
     let shown: String = frame.to_string().chars().take(200).collect();
     assert_eq!(frame["message"], "Internal server error", "{shown}");
     assert!(frame["requestId"].is_string() && frame["connectionId"].is_string(), "{frame}");
-    assert_eq!(client.request("ping", json!({})).await["ok"], true, "the socket stays open");
+    assert_eq!(client.ping().await["type"], "pong", "the socket stays open");
 }
 
 #[tokio::test]
@@ -164,13 +164,13 @@ async fn ack_order(client: &mut TestClient, n: usize) -> Vec<String> {
 #[tokio::test]
 async fn a_connections_messages_run_concurrently_so_a_quick_ack_overtakes_a_slow_one() {
     // The delay outlasts the SDK's attempt timeout: the send's fan-out is stuck for seconds (its retries included),
-    // the ping is not.
+    // the hello is not.
     let (_hub, mut sender, _member) = slow_fan_out_hub(Duration::from_secs(60), false).await;
 
     sender
         .send_json(json!({"action": "message:send", "id": "slow", "data": {"room": "topic:slow", "content": "hi"}}))
         .await;
-    sender.send_json(json!({"action": "ping", "id": "quick"})).await;
+    sender.send_json(json!({"action": "hello", "id": "quick"})).await;
 
     // The slow ack comes once the SDK gives up on its posts; the quick one must not wait for it.
     assert_eq!(ack_order(&mut sender, 1).await, ["quick"]);
@@ -183,7 +183,7 @@ async fn strict_order_answers_a_connections_messages_in_the_order_they_were_sent
     sender
         .send_json(json!({"action": "message:send", "id": "slow", "data": {"room": "topic:slow", "content": "hi"}}))
         .await;
-    sender.send_json(json!({"action": "ping", "id": "quick"})).await;
+    sender.send_json(json!({"action": "hello", "id": "quick"})).await;
 
     assert_eq!(ack_order(&mut sender, 2).await, ["slow", "quick"]);
 }
@@ -237,7 +237,7 @@ async fn messages_beyond_the_stage_burst_are_answered_too_many_requests_and_the_
     let mut client = hub.connect(&hub.token("u1", "customer")).await.expect("connect");
 
     for n in 0..5 {
-        client.send_json(json!({"action": "ping", "id": format!("p{n}")})).await;
+        client.send_json(json!({"action": "hello", "id": format!("h{n}")})).await;
     }
     let mut acks = 0;
     let mut throttled = 0;
@@ -257,6 +257,26 @@ async fn messages_beyond_the_stage_burst_are_answered_too_many_requests_and_the_
 }
 
 #[tokio::test]
+async fn the_ping_route_is_throttled_with_its_own_bucket_like_any_route() {
+    let hub = spawn_hub_with(|options| options.throttling = burst_only(3)).await;
+    let mut client = hub.connect(&hub.token("u1", "customer")).await.expect("connect");
+
+    for _ in 0..4 {
+        client.send_json(json!({"action": "ping"})).await;
+    }
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        let frame = client.recv_json_within(RECV_TIMEOUT).await.expect("every ping is answered");
+        answers.push(if frame["type"] == "pong" { "pong".to_owned() } else { frame["message"].to_string() });
+    }
+    answers.sort();
+
+    assert_eq!(answers, ["\"Too Many Requests\"", "pong", "pong", "pong"]);
+    // `$default` has a bucket of its own, untouched by the pings.
+    assert_eq!(client.request("hello", json!({})).await["ok"], true);
+}
+
+#[tokio::test]
 async fn without_throttling_a_burst_beyond_the_stage_limit_goes_through() {
     let hub = spawn_hub_with(|options| {
         options.throttling = None;
@@ -267,11 +287,11 @@ async fn without_throttling_a_burst_beyond_the_stage_limit_goes_through() {
     let n = STAGE_THROTTLING_BURST as usize + 50;
 
     for i in 0..n {
-        client.send_json(json!({"action": "ping", "id": format!("p{i}")})).await;
+        client.send_json(json!({"action": "hello", "id": format!("h{i}")})).await;
     }
     let mut acks = 0;
     while acks < n {
-        let frame = client.recv_json_within(Duration::from_secs(20)).await.expect("every ping is answered");
+        let frame = client.recv_json_within(Duration::from_secs(20)).await.expect("every hello is answered");
         assert_eq!(frame["type"], "ack", "{frame}");
         acks += 1;
     }
@@ -322,7 +342,7 @@ async fn a_request_signed_with_the_wrong_secret_is_refused_with_403() {
         assert_eq!(response.status(), 403);
         assert_eq!(response.headers()["x-amzn-errortype"], "ForbiddenException");
     }
-    assert_eq!(client.request("ping", json!({})).await["ok"], true, "the connection is untouched");
+    assert_eq!(client.ping().await["type"], "pong", "the connection is untouched");
     client.expect_silence(Duration::from_millis(300)).await;
 }
 

@@ -359,6 +359,30 @@ impl TestClient {
         }
     }
 
+    /// Sends the heartbeat `{"action":"ping"}` and returns the gateway's answer, the next `{"type":"pong"}`; frames
+    /// seen meanwhile are kept. A pong carries no id, so this proves the socket is alive, nothing more.
+    pub(crate) async fn ping(&mut self) -> Value {
+        self.send_json(json!({"action": "ping"})).await;
+        self.next_pong(RECV_TIMEOUT).await
+    }
+
+    /// The next pong (buffered first), skipping and keeping other frames; fails after `wait`.
+    pub(crate) async fn next_pong(&mut self, wait: Duration) -> Value {
+        let is_pong = |frame: &Value| frame["type"] == "pong";
+        if let Some(at) = self.buffered.iter().position(is_pong) {
+            return self.buffered.remove(at).unwrap_or(Value::Null);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let frame = self.read_json(remaining).await.unwrap_or_else(|| panic!("no pong within {wait:?}"));
+            if is_pong(&frame) {
+                return frame;
+            }
+            self.buffered.push_back(frame);
+        }
+    }
+
     /// The next JSON frame (buffered first), or `None` if nothing arrives within `wait`.
     pub(crate) async fn recv_json_within(&mut self, wait: Duration) -> Option<Value> {
         match self.buffered.pop_front() {

@@ -4,9 +4,59 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{error_code, spawn_hub};
+use shared::gateway::PING_ROUTE_RESPONSE;
+
+use crate::helpers::{RECV_TIMEOUT, error_code, spawn_hub};
 
 const QUIET: Duration = Duration::from_millis(300);
+
+#[tokio::test]
+async fn a_ping_with_or_without_id_or_data_is_answered_exactly_pong_and_never_acked() {
+    let hub = spawn_hub().await;
+    let mut client = hub.connect(&hub.token("u1", "customer")).await.expect("connect");
+
+    let pings = [
+        json!({"action": "ping"}),
+        json!({"action": "ping", "id": "p-1"}),
+        json!({"action": "ping", "id": 7, "data": {"x": 1}}),
+    ];
+    for ping in pings {
+        client.send_json(ping.clone()).await;
+
+        let answer = client.recv_text_within(RECV_TIMEOUT).await.expect("an answer");
+        assert_eq!(answer, PING_ROUTE_RESPONSE, "{ping}");
+        assert_eq!(answer, r#"{"type":"pong"}"#);
+    }
+    // Had the message function run, a ping with an id would also have been acked (refused as an unknown action).
+    client.expect_silence(QUIET).await;
+}
+
+#[tokio::test]
+async fn a_burst_of_pings_invokes_no_handler_so_the_hubs_frame_limit_is_never_charged() {
+    // The hub's own limit: bursts of 30 frames. The pings go past it many times over; only the stage's route
+    // throttling (500 per route) sees them, as on AWS.
+    let hub = spawn_hub().await;
+    let mut client = hub.connect(&hub.token("u1", "customer")).await.expect("connect");
+    let burst = shared::config::Config::for_tests().limits.inbound_burst as usize;
+    let n = 100.max(3 * burst);
+
+    for _ in 0..n {
+        client.send_json(json!({"action": "ping"})).await;
+    }
+    for i in 0..n {
+        let frame = client.recv_json_within(RECV_TIMEOUT).await.unwrap_or_else(|| panic!("pong {i} of {n}"));
+        assert_eq!(frame, json!({"type": "pong"}), "answer {i}");
+    }
+
+    // The connection's bucket is still full: a whole burst of frames the function does see goes through.
+    for i in 0..burst {
+        client.send_json(json!({"action": "hello", "id": format!("h{i}")})).await;
+    }
+    for _ in 0..burst {
+        let ack = client.recv_json_within(RECV_TIMEOUT).await.expect("every hello is answered");
+        assert_eq!(ack["ok"], true, "{ack}");
+    }
+}
 
 #[tokio::test]
 async fn hello_answers_with_connection_id_user_and_auto_rooms() {
@@ -54,7 +104,7 @@ async fn malformed_frames_get_precise_errors_and_the_socket_stays_open() {
     let ack = client.request("room:join", json!({"room": "bad room"})).await;
     assert_eq!(error_code(&ack), "INVALID_ROOM");
 
-    let ack = client.request("ping", json!({})).await;
+    let ack = client.request("hello", json!({})).await;
     assert_eq!(ack["ok"], true, "the socket must still work: {ack}");
 }
 

@@ -45,8 +45,8 @@ async fn the_sdk_pusher_delivers_through_the_harness_and_gets_typed_errors() {
 
     let too_large = pusher.post(&connection, Bytes::from(vec![b'x'; MAX_PAYLOAD_BYTES + 1])).await;
     assert!(matches!(too_large, Err(PushError::PayloadTooLarge)), "{too_large:?}");
-    let still_open = client.request("ping", json!({})).await;
-    assert_eq!(still_open["ok"], true, "the socket survives a refused oversize post");
+    let still_open = client.ping().await;
+    assert_eq!(still_open["type"], "pong", "the socket survives a refused oversize post");
 
     let info = pusher.client().get_connection().connection_id(connection.as_str()).send().await.expect("get");
     let connected_at = info.connected_at().expect("connectedAt parsed by the SDK");

@@ -80,7 +80,7 @@ fn message_has_a_body_and_a_message_id_but_no_headers() {
     assert!(event.request_context.message_id.is_some());
     assert!(!event.request_context.authorizer.fields.contains_key("integrationLatency"), "CONNECT only");
     let body: Value = serde_json::from_str(event.body.as_deref().expect("body")).expect("body is JSON");
-    assert_eq!(body["action"], "ping");
+    assert_eq!(body["action"], "hello");
 }
 
 #[test]

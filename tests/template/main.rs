@@ -1,5 +1,6 @@
 //! Offline checks of the deployment: `template.yaml` read as plain YAML (it uses long-form intrinsics only) and
-//! checked against the workspace it deploys — every function folder declared, every route on the right function,
+//! checked against the workspace it deploys — every function folder declared, every route on the right function
+//! (and the heartbeat's on a MOCK answering exactly the pong the harness sends),
 //! every variable `Config` reads set, no IAM wildcard, the missed-call queue consumed with partial batch failures
 //! and a visibility timeout of at least 6× its consumer's timeout — plus the API Gateway event fixtures in
 //! `shared/tests/fixtures` deserialised into the `aws_lambda_events` types (see `fixtures`).
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use serde_yaml::Value;
+use shared::gateway::{PING_ROUTE_KEY, PING_ROUTE_RESPONSE};
 
 /// Variables `Config` reads that the cloud must not set: DynamoDB Local's endpoint override.
 const LOCAL_ONLY_VARIABLES: &[&str] = &["DYNAMODB_ENDPOINT"];
@@ -80,7 +82,9 @@ fn websocket_api_selects_routes_on_the_action_field() {
 fn every_websocket_route_integrates_the_right_function() {
     let routes = resources_of_type("AWS::ApiGatewayV2::Route");
     let keys: BTreeSet<&str> = routes.iter().filter_map(|(_, r)| r["Properties"]["RouteKey"].as_str()).collect();
-    let expected: BTreeSet<&str> = WEBSOCKET_ROUTES.iter().map(|(key, _)| *key).collect();
+    let mut expected: BTreeSet<&str> = WEBSOCKET_ROUTES.iter().map(|(key, _)| *key).collect();
+    // The heartbeat's route invokes no function (see the ping route's own test).
+    expected.insert(PING_ROUTE_KEY);
     assert_eq!(keys, expected, "the WebSocket API's routes");
 
     for (route_key, folder) in WEBSOCKET_ROUTES {
@@ -133,6 +137,57 @@ fn default_route_answers_through_a_route_response() {
         .collect();
     assert_eq!(responses.len(), 1, "$default needs exactly one route response");
     assert_eq!(responses[0].1["Properties"]["RouteResponseKey"].as_str(), Some("$default"));
+}
+
+#[test]
+fn the_ping_route_is_answered_by_api_gateway_with_the_pong_the_harness_sends() {
+    let (route_id, route) = route(PING_ROUTE_KEY);
+    assert_eq!(route["Properties"]["AuthorizationType"].as_str().unwrap_or("NONE"), "NONE", "{route_id}");
+    assert_eq!(route["Properties"]["RouteResponseSelectionExpression"].as_str(), Some("$default"), "{route_id}");
+    let route_responses = resources_of_type("AWS::ApiGatewayV2::RouteResponse")
+        .into_iter()
+        .filter(|(_, r)| r["Properties"]["RouteId"]["Ref"].as_str() == Some(route_id))
+        .collect::<Vec<_>>();
+    assert_eq!(route_responses.len(), 1, "the ping route answers through exactly one route response");
+    let (route_response_id, route_response) = route_responses[0];
+    assert_eq!(route_response["Properties"]["RouteResponseKey"].as_str(), Some("$default"));
+
+    // A MOCK integration: no function is invoked, so none is billed.
+    let target = sub_string(&route["Properties"]["Target"]).unwrap_or_else(|| panic!("{route_id} Target"));
+    let integration_id = target
+        .strip_prefix("integrations/${")
+        .and_then(|rest| rest.strip_suffix('}'))
+        .unwrap_or_else(|| panic!("{route_id} Target must be integrations/${{Integration}}, got {target}"));
+    let integration = &resource(integration_id)["Properties"];
+    assert_eq!(integration["IntegrationType"].as_str(), Some("MOCK"), "{integration_id}");
+    assert!(integration["IntegrationUri"].is_null(), "{integration_id} must reach no backend");
+    let selection = integration["TemplateSelectionExpression"].as_str().expect("request template selection");
+    assert_eq!(selection, "\\$default", "{integration_id}: always the `$default` request template");
+    let request: serde_json::Value = serde_json::from_str(
+        integration["RequestTemplates"]["$default"].as_str().expect("the mock's `$default` request template"),
+    )
+    .expect("the request template is JSON");
+    assert_eq!(request, serde_json::json!({"statusCode": 200}), "the mock answers 200");
+
+    let integration_responses = resources_of_type("AWS::ApiGatewayV2::IntegrationResponse")
+        .into_iter()
+        .filter(|(_, r)| r["Properties"]["IntegrationId"]["Ref"].as_str() == Some(integration_id))
+        .collect::<Vec<_>>();
+    assert_eq!(integration_responses.len(), 1, "{integration_id} needs exactly one integration response");
+    let (integration_response_id, integration_response) = integration_responses[0];
+    let properties = &integration_response["Properties"];
+    assert_eq!(properties["IntegrationResponseKey"].as_str(), Some("$default"), "{integration_response_id}");
+    assert_eq!(properties["TemplateSelectionExpression"].as_str(), Some("\\$default"), "{integration_response_id}");
+    // Byte for byte what the harness answers and what `ServerFrame::Pong` serialises to.
+    assert_eq!(properties["ResponseTemplates"]["$default"].as_str(), Some(PING_ROUTE_RESPONSE));
+    assert_eq!(properties["ResponseTemplates"].as_mapping().map(|m| m.len()), Some(1), "one static answer");
+
+    // The stage is deployed after the route and its responses exist, as for the other routes.
+    let (stage_id, stage) = single_resource("AWS::ApiGatewayV2::Stage");
+    let depends_on = strings(&stage["DependsOn"]);
+    for id in [route_id, route_response_id, integration_response_id] {
+        assert!(depends_on.iter().any(|d| d == id), "{stage_id} must depend on {id}: {depends_on:?}");
+    }
 }
 
 #[test]

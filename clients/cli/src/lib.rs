@@ -42,7 +42,7 @@ pub const EXIT_CONNECTION: u8 = 3;
 /// The command list shown by `help`.
 pub const HELP: &str = "\
 commands:
-  ping                                round trip to the hub
+  ping                                the heartbeat, answered by the gateway itself with a pong
   join <room> | join <kind> <id>      room:join, e.g. `join booking:1` or `join user 123`
   leave <room> | leave <kind> <id>    room:leave
   send <room> <text...>               message:send
@@ -471,7 +471,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
     /// Runs one command and waits for its answer, printing every frame that arrives meanwhile.
     pub async fn run(&mut self, command: &Command) -> Result<Outcome, CliError> {
         match command {
-            Command::Ping => self.request("ping", json!({})).await,
+            Command::Ping => self.ping().await,
             Command::Join { room } => self.request("room:join", json!({"room": room})).await,
             Command::Leave { room } => self.request("room:leave", json!({"room": room})).await,
             Command::Send { room, text } => self.request("message:send", json!({"room": room, "content": text})).await,
@@ -575,6 +575,24 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 && request.is_answered_by(&ack)
             {
                 return Ok(outcome_of_ack(&ack));
+            }
+        }
+    }
+
+    /// Sends the heartbeat and waits for the gateway's pong. A pong carries no id (API Gateway answers it from a
+    /// static template), so any pong answers it: a ping proves the socket is alive, not which request got through.
+    async fn ping(&mut self) -> Result<Outcome, CliError> {
+        let ping = json!({"action": shared::protocol::PING_ACTION}).to_string();
+        self.ws.send(Message::text(ping)).await.map_err(|e| CliError::Socket(Box::new(e)))?;
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .map_err(|_| CliError::AnswerTimeout { action: "ping".to_owned(), after: self.timeout })?;
+            if let Some(frame) = self.print_incoming(next).await?
+                && frame["type"] == "pong"
+            {
+                return Ok(Outcome::Ok);
             }
         }
     }

@@ -1,5 +1,6 @@
 //! The API Gateway WebSocket emulation: `/{stage}` upgrades run the authorizer and `$connect`, each socket's
-//! messages become MESSAGE events for `$default`, closes become `$disconnect`, and `/{stage}/@connections/{id}` is
+//! messages become MESSAGE events for `$default` (except the heartbeat, which the `ping` route's mock integration
+//! answers without an event), closes become `$disconnect`, and `/{stage}/@connections/{id}` is
 //! the management API. Behaviour follows `shared/reference/apigw-websocket.md`; deliberate differences are listed
 //! in the crate docs.
 //!

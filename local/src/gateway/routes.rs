@@ -1,7 +1,8 @@
 //! Route selection for MESSAGE events: `$request.body.action`, as API Gateway evaluates it (§2.1).
 //!
-//! Bellhop defines only `$default`, so every message lands there; the selection is still evaluated faithfully so the
-//! `routeKey` in the event is what AWS would put there for any route table. Pure; no I/O.
+//! Bellhop deploys `$default` (the message function) and `ping` (the heartbeat, a MOCK integration answered by the
+//! gateway itself); the selection is evaluated faithfully so a frame lands on the route AWS would pick and the
+//! `routeKey` in the event is what AWS would put there. Pure; no I/O.
 
 use serde_json::Value;
 
@@ -68,7 +69,11 @@ mod tests {
     }
 
     #[test]
-    fn bellhop_routes_everything_to_default() {
-        check(r#"{"action":"hello","id":"1"}"#, &[DEFAULT_ROUTE], "$default");
+    fn bellhop_routes_ping_to_its_own_route_and_everything_else_to_default() {
+        let routes = [DEFAULT_ROUTE, "ping"];
+        check(r#"{"action":"hello","id":"1"}"#, &routes, "$default");
+        check(r#"{"action":"ping"}"#, &routes, "ping");
+        check(r#"{"action":"ping","id":"p1","data":{"x":1}}"#, &routes, "ping");
+        check(r#"{"action":"Ping"}"#, &routes, "$default");
     }
 }

@@ -2,7 +2,8 @@
 //! enforces API Gateway's limits and timeouts, and runs `$disconnect` exactly once when the socket ends.
 //!
 //! Three tasks per connection: this reader loop (which also owns the timers and the close decision), a writer that
-//! drains the outbound queue, and an invoker that runs `$default` for each message. By default the invoker starts
+//! drains the outbound queue, and an invoker that routes each message: `ping` is answered by its mock integration
+//! without running any handler, everything else runs `$default`. By default the invoker starts
 //! each message's invocation as soon as it arrives, so one connection's handlers run concurrently and their route
 //! responses come back in whatever order they finish, as on AWS (which invokes the integration for each frame
 //! independently). `strict_order` runs them one after another instead, for debugging. Route responses travel
@@ -17,7 +18,7 @@ use std::time::Duration;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use serde_json::json;
-use shared::gateway::{MAX_FRAME_BYTES, MAX_MESSAGE_BYTES};
+use shared::gateway::{MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, PING_ROUTE_KEY, PING_ROUTE_RESPONSE};
 use shared::handlers::{disconnect, message};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -44,8 +45,9 @@ impl<S> Socket for S where
 {
 }
 
-/// Route keys of the emulated API: Bellhop deploys only `$default` (with a `$default` route response).
-const ROUTES: [&str; 1] = [DEFAULT_ROUTE];
+/// Route keys of the emulated API, as `template.yaml` deploys them: `$default` (the message function, with a
+/// `$default` route response) and the heartbeat's `ping` (a MOCK integration with a static response template).
+const ROUTES: [&str; 2] = [DEFAULT_ROUTE, PING_ROUTE_KEY];
 /// How long to wait for the client's half of a close handshake before dropping the TCP connection.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -268,7 +270,7 @@ fn is_client_protocol_error(error: &ProtocolError) -> bool {
     )
 }
 
-/// Runs `$default` for each received message and sends the route response back: concurrently by default, one
+/// Routes each received message (see [`invoke`]) and sends the route response back: concurrently by default, one
 /// after another with `strict_order`. Returns once every started invocation has finished, so `$disconnect` never
 /// overtakes a message that arrived before the close.
 async fn invoke_loop(
@@ -301,17 +303,24 @@ fn report_panic(done: Result<(), tokio::task::JoinError>) {
     }
 }
 
-/// One MESSAGE: throttling, the `$default` integration under the integration timeout, and its route response.
+/// One MESSAGE: route selection, the route's throttling, then its integration (the `$default` function under the
+/// integration timeout, or the `ping` route's mock) and its route response.
 async fn invoke(gateway: Arc<Gateway>, connection: Arc<Connection>, ctx: ConnectionContext, body: String) {
     let invocation = Invocation { request_id: new_request_id(), time_ms: chrono::Utc::now().timestamp_millis() };
+    let route_key = select_route(&body, &ROUTES);
     if let Some(throttles) = &gateway.throttles
-        && !throttles.default_route.try_take()
+        && !throttles.message_route(route_key).try_take()
     {
-        tracing::warn!(connection_id = %ctx.connection_id, "message throttled by the stage's route limits");
+        tracing::warn!(connection_id = %ctx.connection_id, route_key, "message throttled by the stage's route limits");
         let _ = connection.queue_waiting(gateway_error("Too Many Requests", &ctx, &invocation)).await;
         return;
     }
-    let route_key = select_route(&body, &ROUTES);
+    if route_key == PING_ROUTE_KEY {
+        // A MOCK integration: API Gateway answers with the route's response template and invokes nothing, so no
+        // handler runs, whatever else the frame carries.
+        let _ = connection.queue_waiting(PING_ROUTE_RESPONSE.to_owned()).await;
+        return;
+    }
     let message_id = new_message_id();
     let reply = match events::message_event(&ctx, route_key, &message_id, &body, &invocation) {
         Ok((_, event)) => {
@@ -543,6 +552,19 @@ mod tests {
             None
         };
         timeout(Duration::from_secs(5), read).await.expect("a close within 5 s")
+    }
+
+    #[tokio::test]
+    async fn a_ping_is_answered_with_the_mock_routes_static_pong_whatever_it_carries() {
+        let mut pipe = pipe(Duration::from_secs(600)).await;
+
+        pipe.client.send(Message::text(r#"{"action":"ping","id":"p1","data":{"x":1}}"#)).await.expect("send");
+
+        let answer = timeout(Duration::from_secs(5), pipe.client.next()).await.expect("an answer within 5 s");
+        match answer {
+            Some(Ok(Message::Text(text))) => assert_eq!(text.as_str(), PING_ROUTE_RESPONSE),
+            other => panic!("expected the pong, got {other:?}"),
+        }
     }
 
     #[tokio::test]

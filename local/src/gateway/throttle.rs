@@ -58,16 +58,27 @@ impl TokenBucket {
     }
 }
 
-/// The buckets of the emulated stage's routes.
+/// The buckets of the emulated stage's routes. The stage's `DefaultRouteSettings` give every route its own bucket
+/// of the same size, so the heartbeat route does not draw from `$default`'s and the other way round.
 #[derive(Debug)]
 pub(crate) struct RouteThrottles {
     pub(crate) connect: TokenBucket,
-    pub(crate) default_route: TokenBucket,
+    default_route: TokenBucket,
+    ping_route: TokenBucket,
 }
 
 impl RouteThrottles {
     pub(crate) fn new(settings: Throttling) -> Self {
-        Self { connect: TokenBucket::new(settings), default_route: TokenBucket::new(settings) }
+        Self {
+            connect: TokenBucket::new(settings),
+            default_route: TokenBucket::new(settings),
+            ping_route: TokenBucket::new(settings),
+        }
+    }
+
+    /// The bucket of the route a message was routed to.
+    pub(crate) fn message_route(&self, route_key: &str) -> &TokenBucket {
+        if route_key == shared::gateway::PING_ROUTE_KEY { &self.ping_route } else { &self.default_route }
     }
 }
 
@@ -76,6 +87,15 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn the_ping_route_and_default_have_a_bucket_each() {
+        let throttles = RouteThrottles::new(Throttling { burst: 1, rate: 0.001 });
+        let now = Instant::now();
+        assert!(throttles.message_route("ping").try_take_at(now));
+        assert!(!throttles.message_route("ping").try_take_at(now));
+        assert!(throttles.message_route("$default").try_take_at(now), "$default still has its own token");
+    }
 
     #[test]
     fn a_full_bucket_accepts_the_burst_then_refuses() {

@@ -13,9 +13,8 @@ use super::delivery::prune;
 use super::errors::{ActionError, ActionResult, HandlerError};
 use super::limits::{self, Verdict};
 use super::{Deps, calls, chat, membership, notifications, presence, tokens};
-use crate::protocol::payloads::Pong;
 use crate::protocol::{
-    Action, ClientFrame, ErrorBody, ErrorCode, RejectedFrame, ServerFrame, events, now, parse_client_frame, parse_data,
+    Action, ClientFrame, ErrorBody, ErrorCode, RejectedFrame, ServerFrame, events, parse_client_frame, parse_data,
     to_data,
 };
 use crate::push::PushError;
@@ -97,7 +96,6 @@ async fn dispatch(deps: &Deps, caller: &Caller, frame: ClientFrame) -> ActionRes
     let ClientFrame { action, data, .. } = frame;
     match action {
         Action::Hello => ack(membership::hello(deps, caller).await),
-        Action::Ping => ack(Ok(Pong { pong: true, time: now() })),
         Action::AuthRefresh => ack(tokens::refresh(deps, caller, parse_data(data)?).await),
         Action::RoomJoin => ack(membership::join(deps, caller, parse_data(data)?).await),
         Action::RoomLeave => ack(membership::leave(deps, caller, parse_data(data)?).await),

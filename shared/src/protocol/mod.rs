@@ -1,9 +1,10 @@
 //! The v1 client wire format, and the only place it is defined.
 //!
 //! Clients send JSON text frames `{"action", "id"?, "data"?}`. The server answers a frame that carries an `id` with
-//! exactly one `ack` (sent as the API Gateway route response), and pushes `event` frames. This module parses inbound
-//! frames into typed values with precise errors and serialises outbound frames; it does no I/O and knows nothing of
-//! rooms or storage.
+//! exactly one `ack` (sent as the API Gateway route response), and pushes `event` frames. The heartbeat is the one
+//! exception: `{"action":"ping"}` is answered by API Gateway itself with [`PONG_FRAME`], never with an ack. This
+//! module parses inbound frames into typed values with precise errors and serialises outbound frames; it does no I/O
+//! and knows nothing of rooms or storage.
 
 use std::fmt;
 
@@ -20,11 +21,20 @@ pub use payloads::{CallState, CallType, PresenceStatus, Timestamp, now, timestam
 /// Longest client-chosen request id echoed back in an ack.
 pub const MAX_REQUEST_ID_LEN: usize = 64;
 
+/// The heartbeat's action name. API Gateway routes it (`$request.body.action`) to the `ping` route, a MOCK
+/// integration that answers [`PONG_FRAME`] without invoking any function, so it is not an [`Action`]: the message
+/// function only sees it when that route is missing, and then refuses it with a message that says so.
+pub const PING_ACTION: &str = "ping";
+
+/// The heartbeat's answer, byte for byte: the `ping` route's response template in `template.yaml` (a test keeps the
+/// two equal) and what [`ServerFrame::Pong`] serialises to. It is static because the answer comes from a mapping
+/// template, which echoes nothing of the request: a ping's `id`, if any, is ignored.
+pub const PONG_FRAME: &str = r#"{"type":"pong"}"#;
+
 /// Every action a client may send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
     Hello,
-    Ping,
     AuthRefresh,
     RoomJoin,
     RoomLeave,
@@ -49,9 +59,8 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 23] = [
+    pub const ALL: [Action; 22] = [
         Action::Hello,
-        Action::Ping,
         Action::AuthRefresh,
         Action::RoomJoin,
         Action::RoomLeave,
@@ -78,7 +87,6 @@ impl Action {
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Hello => "hello",
-            Action::Ping => "ping",
             Action::AuthRefresh => "auth:refresh",
             Action::RoomJoin => "room:join",
             Action::RoomLeave => "room:leave",
@@ -311,6 +319,11 @@ pub enum ProtocolError {
     ActionNotString,
     #[error("unknown action \"{0}\"")]
     UnknownAction(String),
+    #[error(
+        "\"ping\" is answered by API Gateway's ping route with {{\"type\":\"pong\"}}; it reached the message function, so \
+         the API lacks that route"
+    )]
+    PingNotRouted,
     #[error("\"id\" must be a string or number of at most {MAX_REQUEST_ID_LEN} characters")]
     InvalidId,
     #[error("invalid data: {0}")]
@@ -325,7 +338,7 @@ impl ProtocolError {
                 ErrorCode::InvalidFrame
             }
             ProtocolError::InvalidId => ErrorCode::InvalidFrame,
-            ProtocolError::UnknownAction(_) => ErrorCode::UnknownAction,
+            ProtocolError::UnknownAction(_) | ProtocolError::PingNotRouted => ErrorCode::UnknownAction,
             ProtocolError::InvalidData(_) => ErrorCode::InvalidData,
         }
     }
@@ -370,6 +383,7 @@ pub fn parse_client_frame(body: &str) -> Result<ClientFrame, RejectedFrame> {
     let reject = |error| RejectedFrame { id: id.clone(), error };
     let action = match object.remove("action") {
         None | Some(Value::Null) => return Err(reject(ProtocolError::MissingAction)),
+        Some(Value::String(name)) if name == PING_ACTION => return Err(reject(ProtocolError::PingNotRouted)),
         Some(Value::String(name)) => {
             Action::from_name(&name).ok_or_else(|| reject(ProtocolError::UnknownAction(name)))?
         }
@@ -434,6 +448,8 @@ pub enum ServerFrame {
         seq: Option<u64>,
         data: Value,
     },
+    /// The heartbeat's answer, sent by API Gateway's `ping` route (see [`PONG_FRAME`]), never by a function.
+    Pong,
 }
 
 impl ServerFrame {
@@ -506,7 +522,7 @@ mod tests {
 
     #[test]
     fn numeric_ids_are_accepted_as_strings() {
-        let frame = parse_client_frame(r#"{"action":"ping","id":7}"#).expect("parses");
+        let frame = parse_client_frame(r#"{"action":"hello","id":7}"#).expect("parses");
         assert_eq!(frame.id.as_deref(), Some("7"));
     }
 
@@ -515,12 +531,27 @@ mod tests {
         check_rejected("not json", ErrorCode::InvalidJson, None);
         check_rejected("{\"action\":", ErrorCode::InvalidJson, None);
         check_rejected("[1,2]", ErrorCode::InvalidFrame, None);
-        check_rejected("\"ping\"", ErrorCode::InvalidFrame, None);
+        check_rejected("\"hello\"", ErrorCode::InvalidFrame, None);
         check_rejected(r#"{"id":"a"}"#, ErrorCode::InvalidFrame, Some("a"));
         check_rejected(r#"{"action":5,"id":"b"}"#, ErrorCode::InvalidFrame, Some("b"));
         check_rejected(r#"{"action":"dance","id":"c"}"#, ErrorCode::UnknownAction, Some("c"));
-        check_rejected(r#"{"action":"ping","id":{"x":1}}"#, ErrorCode::InvalidFrame, None);
-        check_rejected(&json!({"action": "ping", "id": "x".repeat(65)}).to_string(), ErrorCode::InvalidFrame, None);
+        check_rejected(r#"{"action":"hello","id":{"x":1}}"#, ErrorCode::InvalidFrame, None);
+        check_rejected(&json!({"action": "hello", "id": "x".repeat(65)}).to_string(), ErrorCode::InvalidFrame, None);
+    }
+
+    #[test]
+    fn a_ping_that_reaches_the_message_function_is_an_unknown_action_that_names_the_missing_route() {
+        check_rejected(r#"{"action":"ping","id":"p"}"#, ErrorCode::UnknownAction, Some("p"));
+        let rejected = parse_client_frame(r#"{"action":"ping"}"#).expect_err("ping is no action");
+        assert_eq!(rejected.error, ProtocolError::PingNotRouted);
+        assert!(rejected.error.to_string().contains("API Gateway's ping route"), "{}", rejected.error);
+        assert_eq!(Action::from_name(PING_ACTION), None);
+    }
+
+    #[test]
+    fn the_pong_frame_is_the_serialised_pong_server_frame() {
+        assert_eq!(ServerFrame::Pong.to_json(), PONG_FRAME);
+        assert_eq!(serde_json::from_str::<ServerFrame>(PONG_FRAME).expect("parses"), ServerFrame::Pong);
     }
 
     #[test]

@@ -128,7 +128,7 @@ pub enum CallType {
     Video,
 }
 
-// ---- hello, ping, rooms ----------------------------------------------------------------------------------------
+// ---- hello, rooms ----------------------------------------------------------------------------------------------
 
 /// The answer to `hello`, also pushed as the `connected` event when `hello` has no id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
@@ -139,13 +139,6 @@ pub struct Connected {
     /// The rooms this connection is in (at most the per-connection room limit).
     pub rooms: Vec<RoomName>,
     pub server_time: Timestamp,
-}
-
-/// The answer to `ping`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
-pub struct Pong {
-    pub pong: bool,
-    pub time: Timestamp,
 }
 
 /// `room:join`, `room:leave`, `typing:start`, `typing:stop`: the room the action is about.

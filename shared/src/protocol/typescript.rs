@@ -30,7 +30,6 @@ pub(crate) fn action_types(action: Action) -> (String, String) {
     let none = || "undefined".to_owned();
     match action {
         Action::Hello => (none(), name::<Connected>()),
-        Action::Ping => (none(), name::<Pong>()),
         Action::AuthRefresh => (name::<AuthRefresh>(), name::<AuthRefreshed>()),
         Action::RoomJoin => (name::<RoomRequest>(), name::<Joined>()),
         Action::RoomLeave => (name::<RoomRequest>(), name::<Left>()),
@@ -96,7 +95,6 @@ pub(crate) fn declarations() -> Vec<String> {
         CallState,
         CallType,
         Connected,
-        Pong,
         AuthRefresh,
         AuthRefreshed,
         AuthExpiring,

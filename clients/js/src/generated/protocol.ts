@@ -22,7 +22,7 @@ retryAfterMs?: number, };
 
 export type ErrorEnvelope = { error: ErrorBody, status?: number, };
 
-export type ServerFrame = { "type": "ack", id?: string, ok: boolean, data?: JsonValue, error?: ErrorBody, } | { "type": "event", event: string, room?: string, seq?: number, data: JsonValue, };
+export type ServerFrame = { "type": "ack", id?: string, ok: boolean, data?: JsonValue, error?: ErrorBody, } | { "type": "event", event: string, room?: string, seq?: number, data: JsonValue, } | { "type": "pong" };
 
 export type Profile = { id: UserId, name: string | null, email: string | null, role: string | null, };
 
@@ -37,8 +37,6 @@ export type Connected = { connectionId: ConnectionId, user: Profile,
  * The rooms this connection is in (at most the per-connection room limit).
  */
 rooms: Array<RoomName>, serverTime: string, };
-
-export type Pong = { pong: boolean, time: string, };
 
 export type AuthRefresh = { token: string, };
 
@@ -255,7 +253,6 @@ export type CallSignal = { callId: string, from: UserId, payload: JsonValue, };
 /** Every action: what its `data` must be, and what its ack's `data` is. */
 export interface ActionMap {
   "hello": { request: undefined; ack: Connected };
-  "ping": { request: undefined; ack: Pong };
   "auth:refresh": { request: AuthRefresh; ack: AuthRefreshed };
   "room:join": { request: RoomRequest; ack: Joined };
   "room:leave": { request: RoomRequest; ack: Left };
