@@ -87,7 +87,6 @@ export interface RequestOptions {
 
 /** Actions that are safe to send twice, and so may wait for a connection and be re-sent after a reconnect. */
 const IDEMPOTENT = new Set([
-  'ping',
   'room:join',
   'room:leave',
   'message:send',
@@ -102,6 +101,13 @@ const IDEMPOTENT = new Set([
   'notification:unreadCount',
   'auth:refresh',
 ]);
+
+/** A `ping` waiting for a pong. */
+interface PongWaiter {
+  resolve: () => void;
+  reject: (error: BellhopError) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
 
 interface Pending {
   action: string;
@@ -139,6 +145,7 @@ export class Client<A = ActionMap, E = EventMap> {
   private readonly WebSocketImpl: WebSocketConstructor;
   private ws: WebSocketLike | null = null;
   private readonly pending = new Map<string, Pending>();
+  private readonly pongWaiters = new Set<PongWaiter>();
   private nextId = 0;
   private attempt = 0;
   /** Bumped for every new socket and on close, so the callbacks of an abandoned one do nothing. */
@@ -203,6 +210,16 @@ export class Client<A = ActionMap, E = EventMap> {
     let payload: any = data;
     if (action === 'message:send' && payload && !payload.clientMsgId) payload = { ...payload, clientMsgId: randomId() };
     return this.ask(action, payload, options?.timeoutMs, false);
+  }
+
+  /**
+   * The heartbeat: sends `{"action":"ping"}` and resolves when the hub answers. API Gateway answers a ping itself
+   * with `{"type":"pong"}`, which carries no id, so any pong answers every ping in flight: it shows the socket is
+   * alive and costs no function invocation. Never queued: rejects with `DISCONNECTED` while not connected, and
+   * with `TIMEOUT` when no pong comes within `timeoutMs` (default `ackTimeoutMs`).
+   */
+  ping(options?: RequestOptions): Promise<void> {
+    return this.heartbeat(options?.timeoutMs ?? this.options.ackTimeoutMs);
   }
 
   /**
@@ -449,7 +466,13 @@ export class Client<A = ActionMap, E = EventMap> {
     } catch {
       return;
     }
-    if (frame.type === 'ack') {
+    if (frame.type === 'pong') {
+      for (const waiter of this.pongWaiters) {
+        clearTimeout(waiter.timer);
+        waiter.resolve();
+      }
+      this.pongWaiters.clear();
+    } else if (frame.type === 'ack') {
       const pending = frame.id === undefined ? undefined : this.pending.get(frame.id);
       if (!pending || frame.id === undefined) return;
       this.pending.delete(frame.id);
@@ -494,12 +517,45 @@ export class Client<A = ActionMap, E = EventMap> {
   private armHeartbeat(): void {
     clearTimeout(this.heartbeatTimer);
     if (this.state !== 'connected') return;
+    this.heartbeatTimer = setTimeout(() => this.checkAlive(), this.options.heartbeatMs);
+  }
+
+  /** Pings, and drops the socket (to reconnect) when no pong comes back in time. */
+  private checkAlive(): void {
     const ws = this.ws;
-    this.heartbeatTimer = setTimeout(() => {
-      this.ask('ping', undefined, this.options.ackTimeoutMs, true).catch(() => {
-        if (ws && ws === this.ws) this.lost(ws, { code: 4000, reason: 'heartbeat unanswered' }, false);
-      });
-    }, this.options.heartbeatMs);
+    this.heartbeat(this.options.ackTimeoutMs).catch(() => {
+      if (ws && ws === this.ws) this.lost(ws, { code: 4000, reason: 'heartbeat unanswered' }, false);
+    });
+  }
+
+  private heartbeat(ms: number): Promise<void> {
+    if (this.state === 'closed') return Promise.reject(new BellhopError('CLOSED', 'the client was closed'));
+    if (this.state !== 'connected') return Promise.reject(new BellhopError('DISCONNECTED', 'not connected; a ping is never queued'));
+    return new Promise((resolve, reject) => {
+      const waiter: PongWaiter = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.pongWaiters.delete(waiter);
+          reject(new BellhopError('TIMEOUT', `no pong within ${ms} ms`));
+        }, ms),
+      };
+      this.pongWaiters.add(waiter);
+      if (!this.write(JSON.stringify({ action: 'ping' }))) {
+        this.pongWaiters.delete(waiter);
+        clearTimeout(waiter.timer);
+        reject(new BellhopError('DISCONNECTED', 'the connection closed'));
+      }
+    });
+  }
+
+  /** Pings waiting for a pong on a socket that is gone will never get one. */
+  private failPongs(code: string, message: string): void {
+    for (const waiter of this.pongWaiters) {
+      clearTimeout(waiter.timer);
+      waiter.reject(new BellhopError(code, message));
+    }
+    this.pongWaiters.clear();
   }
 
   /** The socket is gone (closed by the hub, the network, a timeout): clean up and schedule the next attempt. */
@@ -517,6 +573,7 @@ export class Client<A = ActionMap, E = EventMap> {
     // Sent but unanswered: idempotent requests go again after the reconnect, the others cannot know their fate.
     this.failPending((p) => p.sent && !IDEMPOTENT.has(p.action), 'DISCONNECTED', 'the connection closed before the answer');
     this.failPending((p) => p.internal, 'DISCONNECTED', 'the connection closed');
+    this.failPongs('DISCONNECTED', 'the connection closed');
     for (const pending of this.pending.values()) pending.sent = false;
     for (const entry of this.rooms.values()) entry.reset();
     const generation = this.generation;
@@ -557,10 +614,7 @@ export class Client<A = ActionMap, E = EventMap> {
       this.attempt = 0;
       this.open('reconnecting', { attempt: 0 });
     } else if (this.state === 'connected') {
-      const ws = this.ws;
-      this.ask('ping', undefined, this.options.ackTimeoutMs, true).catch(() => {
-        if (ws && ws === this.ws) this.lost(ws, { code: 4000, reason: 'heartbeat unanswered' }, false);
-      });
+      this.checkAlive();
     }
   };
 
@@ -593,6 +647,7 @@ export class Client<A = ActionMap, E = EventMap> {
       }
     }
     this.failPending((p) => p.internal || (p.sent && !IDEMPOTENT.has(p.action)), 'DISCONNECTED', 'the client disconnected');
+    this.failPongs('DISCONNECTED', 'the client disconnected');
     for (const pending of this.pending.values()) pending.sent = false;
     for (const entry of this.rooms.values()) entry.reset();
   }

@@ -33,8 +33,8 @@ describe('connecting', () => {
   test('the token can travel in the query string instead', async () => {
     const { client } = connect(hub, 'bob', { tokenIn: 'query' });
     await withTimeout(client.ready(), 10_000, 'connected');
-    const pong: any = await client.request('ping', undefined);
-    assert.equal(pong.pong, true);
+    const hello = await client.request('hello', undefined);
+    assert.equal(hello.connectionId, client.connectionId);
   });
 
   test('getToken is asked for a token on every connect', async () => {
@@ -209,12 +209,25 @@ describe('requests and acks', () => {
 
   test('the offline queue is bounded', async () => {
     const { client } = connect(hub, 'mia', { autoConnect: false, queueLimit: 2 });
-    const queued = [client.request('ping', undefined), client.request('ping', undefined)];
-    const error = await rejection(client.request('ping', undefined));
+    const queued = [client.request('notification:unreadCount', undefined), client.request('notification:unreadCount', undefined)];
+    const error = await rejection(client.request('notification:unreadCount', undefined));
     assert.equal(error.code, 'DISCONNECTED');
     client.connect();
-    const answers: any[] = await withTimeout(Promise.all(queued), 10_000, 'queued pings');
-    assert.ok(answers.every((a) => a.pong === true));
+    const answers = await withTimeout(Promise.all(queued), 10_000, 'queued requests');
+    assert.ok(answers.every((a) => a.unreadCount === 0));
+  });
+
+  test('ping resolves on the gateway\'s pong, sends no id and is never queued', async () => {
+    const { client, wire } = connect(hub, 'pia', { autoConnect: false });
+    assert.equal((await rejection(client.ping())).code, 'DISCONNECTED');
+    client.connect();
+    await withTimeout(client.ready(), 10_000, 'connected');
+    await withTimeout(Promise.all([client.ping(), client.ping({ timeoutMs: 5_000 })]), 10_000, 'two pings');
+    const pings = wire.sent.filter((frame) => frame.action === 'ping');
+    assert.deepEqual(pings, [{ action: 'ping' }, { action: 'ping' }]);
+    // It is the pong that answers: without one, the ping times out.
+    wire.dropIn = (frame) => frame.type === 'pong';
+    assert.equal((await rejection(client.ping({ timeoutMs: 300 }))).code, 'TIMEOUT');
   });
 });
 

@@ -20,8 +20,10 @@ test('the client is typed by the generated protocol maps', async () => {
   try {
     const send = () => client.request('message:send', { room: 'booking:1', content: 'hi' });
     expectType<Equal<Awaited<ReturnType<typeof send>>, Sent>>(true);
-    const ping = () => client.request('ping');
-    expectType<Equal<Awaited<ReturnType<typeof ping>>['pong'], boolean>>(true);
+    const ping = () => client.ping();
+    expectType<Equal<ReturnType<typeof ping>, Promise<void>>>(true);
+    // @ts-expect-error: ping is the gateway's heartbeat, not an action with an ack
+    void (() => client.request('ping'));
     client.on('message:new', (message, meta) => {
       expectType<Equal<typeof message, ChatMessage>>(true);
       expectType<Equal<typeof meta.recovered, boolean>>(true);
