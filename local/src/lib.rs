@@ -5,8 +5,8 @@
 //! `shared/reference/apigw-websocket.md`; the limits are `shared::gateway`'s:
 //!
 //! - `ws://127.0.0.1:P/{stage}`: the REQUEST authorizer (its identity source is not configured, so it always runs
-//!   and finds the token itself), `$connect`, a `$default` route with a `$default` route response, `$disconnect`
-//!   exactly once per accepted connection; AWS's event shapes; 32 KiB frames and 128 KiB messages (1009), binary
+//!   and finds the token itself), `$connect`, a `$default` route with a `$default` route response, the `ping` route
+//!   (a MOCK integration answering a static pong, no handler), `$disconnect` exactly once per accepted connection; AWS's event shapes; 32 KiB frames and 128 KiB messages (1009), binary
 //!   → 1003, invalid UTF-8 → 1007, protocol violations → 1002; route responses over 128 KiB refused; connect URLs
 //!   over 4,096 bytes (414) and authorizer results over 8 KiB (500) refused; the 29-second integration timeout;
 //!   idle timeout and maximum duration (both → 1001 "Going away"; AWS's code is unverified); each message invoked
