@@ -80,3 +80,20 @@ pub(super) fn limit_pk(key: &str) -> String {
     format!("RL#{}", key_part(key))
 }
 pub(super) const LIMIT: &str = "RL";
+
+/// The active-rooms index (`GSI1PK = ACTIVE#{shard}`, `GSI1SK = room` on the member counter item) is spread over this
+/// many partitions: every join and leave in the deployment rewrites an index entry, and one index partition takes
+/// at most 1,000 writes a second.
+pub(super) const ACTIVE_ROOM_SHARDS: u8 = 16;
+
+/// The index shard of a room: FNV-1a of its name, so every process and every version agrees on it (the standard
+/// library's hasher is seeded per process).
+pub(super) fn active_room_shard(room: &RoomName) -> u8 {
+    let hash =
+        room.as_str().bytes().fold(0x811c_9dc5_u32, |hash, byte| (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193));
+    u8::try_from(hash % u32::from(ACTIVE_ROOM_SHARDS)).unwrap_or(0)
+}
+
+pub(super) fn active_rooms_pk(shard: u8) -> String {
+    format!("ACTIVE#{shard:02}")
+}

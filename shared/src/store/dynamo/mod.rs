@@ -93,8 +93,8 @@ pub use counter::RequestCounter;
 use client::{client_from_config, client_from_sdk_config};
 
 use super::{
-    Admission, Appended, CallRecord, CallTransition, ConnectionRecord, HistoryQuery, IdempotencyClaim, Member,
-    NewRoomEvent, Notification, NotificationQuery, NotificationSelector, Page, PresenceRecord, RateLimit,
+    ActiveRoom, Admission, Appended, CallRecord, CallTransition, ConnectionRecord, HistoryQuery, IdempotencyClaim,
+    Member, NewRoomEvent, Notification, NotificationQuery, NotificationSelector, Page, PresenceRecord, RateLimit,
     RemovedConnection, RoomEvent, Stats, Store, StoreResult,
 };
 use crate::ids::{ConnectionId, UserId};
@@ -222,6 +222,10 @@ impl Store for DynamoStore {
         membership::room_member_count(self, room).await
     }
 
+    async fn active_rooms_page(&self, after: Option<&str>, limit: u32) -> StoreResult<Page<ActiveRoom>> {
+        membership::active_rooms_page(self, after, limit).await
+    }
+
     async fn connection_rooms(&self, connection: &ConnectionId) -> StoreResult<Vec<RoomName>> {
         membership::connection_rooms(self, connection).await
     }
@@ -292,6 +296,19 @@ impl Store for DynamoStore {
 
     async fn admit(&self, key: &str, limit: RateLimit, now: DateTime<Utc>) -> StoreResult<Admission> {
         limits::admit(self, key, limit, now).await
+    }
+
+    async fn admit_frame(
+        &self,
+        connection: &ConnectionId,
+        limit: RateLimit,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Admission> {
+        limits::admit_frame(self, connection, limit, now).await
+    }
+
+    async fn connection_activity(&self, connection: &ConnectionId) -> StoreResult<Option<DateTime<Utc>>> {
+        limits::connection_activity(self, connection).await
     }
 
     async fn count_messages(&self, n_messages: u64) -> StoreResult<()> {
