@@ -97,3 +97,21 @@ pub(super) fn active_room_shard(room: &RoomName) -> u8 {
 pub(super) fn active_rooms_pk(shard: u8) -> String {
     format!("ACTIVE#{shard:02}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rooms_index_shard_is_fixed_by_its_name_and_within_range() {
+        // FNV-1a (32-bit) mod 16, computed independently: a change here would strand every indexed room in its old
+        // shard.
+        let shard = |name: &str| active_room_shard(&RoomName::parse(name).expect("room"));
+        assert_eq!((shard("topic:lobby"), shard("user:alice"), shard("calendar")), (10, 0, 15));
+        for i in 0..200 {
+            assert!(shard(&format!("topic:{i}")) < ACTIVE_ROOM_SHARDS);
+        }
+        let used: std::collections::BTreeSet<u8> = (0..200).map(|i| shard(&format!("topic:{i}"))).collect();
+        assert_eq!(used.len(), usize::from(ACTIVE_ROOM_SHARDS), "200 rooms reach every shard");
+    }
+}
