@@ -1,5 +1,6 @@
 //! The limits that keep one client from costing everyone else: frames per connection, typing fan-outs, calls and
-//! missed-call notifications per user. Their state lives in the store ([`crate::store::Store::admit`]), because
+//! missed-call notifications per user. Their state lives in the store ([`crate::store::Store::admit`], and for frames
+//! [`crate::store::Store::admit_frame`], which also records the connection's last activity), because
 //! Lambda instances share no memory: the harness and every function instance see the same buckets.
 //!
 //! A limiter that cannot reach the store lets the request through and logs it. Rate limiting protects the hub from

@@ -91,7 +91,7 @@ pub struct RateLimit {
     pub burst: u32,
 }
 
-/// The answer of [`Store::admit`].
+/// The answer of [`Store::admit`] and [`Store::admit_frame`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
     Allowed,
