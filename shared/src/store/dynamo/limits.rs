@@ -62,6 +62,7 @@ enum Bucket<'a> {
     Connection(&'a ConnectionId),
 }
 
+/// The GCRA steps described on [`admit`], on either kind of bucket.
 async fn take(store: &DynamoStore, bucket: Bucket<'_>, limit: RateLimit, now: DateTime<Utc>) -> StoreResult<Admission> {
     let at = now;
     let now = now.timestamp_millis();
@@ -115,7 +116,8 @@ async fn take(store: &DynamoStore, bucket: Bucket<'_>, limit: RateLimit, now: Da
             _ => return Err(StoreError::backend(error)),
         };
         if old.is_none() && matches!(bucket, Bucket::Connection(_)) {
-            // The connection is no longer recorded, so it has no bucket to hold back; its frame fails on its own.
+            // The connection is no longer recorded (a disconnect raced this frame): there is no bucket to hold it back,
+            // and a frame is let through whenever the limiter cannot decide.
             return Ok(Admission::Allowed);
         }
         // The bucket changed under us: retry from the state the failed condition saw (absent means full again).

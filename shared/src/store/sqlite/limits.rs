@@ -62,7 +62,8 @@ pub(super) async fn admit_frame(
         .fetch_optional(&mut *tx)
         .await
         .map_err(StoreError::backend)?;
-    // A connection that is no longer recorded has no bucket to hold back; its frame fails on its own.
+    // A connection that is no longer recorded (a disconnect raced this frame) has no bucket to hold it back, and a
+    // frame is let through whenever the limiter cannot decide.
     let Some(tat) = row else { return Ok(Admission::Allowed) };
     let admission = match gcra_step(tat, now, limit) {
         Ok(tat) => {
