@@ -189,6 +189,68 @@ async fn operators_page_through_a_users_connections_a_rooms_members_and_grants()
 }
 
 #[tokio::test]
+async fn operators_list_the_active_rooms_with_member_counts_and_last_seq_in_pages() {
+    let hub = spawn_hub().await;
+    let mut alice = hub.connect(&hub.token("alice", "customer")).await.expect("connect alice");
+    let mut bob = hub.connect(&hub.token("bob", "customer")).await.expect("connect bob");
+    assert_eq!(alice.request("room:join", json!({"room": "topic:lobby"})).await["ok"], true);
+    for room in ["topic:lobby", "topic:quiet"] {
+        assert_eq!(bob.request("room:join", json!({"room": room})).await["ok"], true, "{room}");
+    }
+    for n in 1..=2 {
+        let sent = alice.request("message:send", json!({"room": "topic:lobby", "content": format!("n{n}")})).await;
+        assert_eq!(sent["ok"], true, "{sent}");
+    }
+
+    let rooms = all_pages(&hub, "/internal/rooms", 2).await;
+
+    let listed = |rooms: &[Value], name: &str| -> Vec<(u64, u64)> {
+        rooms
+            .iter()
+            .filter(|r| r["room"] == name)
+            .map(|r| (r["members"].as_u64().unwrap_or(0), r["lastSeq"].as_u64().unwrap_or(u64::MAX)))
+            .collect()
+    };
+    assert_eq!(listed(&rooms, "topic:lobby"), [(2, 2)], "{rooms:?}");
+    assert_eq!(listed(&rooms, "topic:quiet"), [(1, 0)], "{rooms:?}");
+    assert_eq!(listed(&rooms, "user:alice"), [(1, 0)], "automatic rooms are rooms too: {rooms:?}");
+    let names: BTreeSet<&str> = rooms.iter().filter_map(|r| r["room"].as_str()).collect();
+    assert_eq!(names.len(), rooms.len(), "no room twice across pages: {rooms:?}");
+    assert!(rooms.len() > 2, "the listing took more than one page: {rooms:?}");
+
+    assert_eq!(bob.request("room:leave", json!({"room": "topic:quiet"})).await["ok"], true);
+    let rooms = all_pages(&hub, "/internal/rooms", 50).await;
+    assert!(listed(&rooms, "topic:quiet").is_empty(), "an emptied room is gone: {rooms:?}");
+    assert_eq!(listed(&rooms, "topic:lobby"), [(2, 2)], "{rooms:?}");
+}
+
+#[tokio::test]
+async fn a_connections_last_activity_is_null_until_its_first_frame_and_moves_with_each_frame() {
+    let hub = spawn_hub().await;
+    let mut client = hub.connect(&hub.token("idle-1", "customer")).await.expect("connect");
+    let activity = || async {
+        let (status, page) = hub.internal(Method::GET, "/internal/users/idle-1/connections", None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let view = page["items"][0].clone();
+        let id = view["connectionId"].as_str().expect("connection id").replace('=', "%3D");
+        let (status, one) = hub.internal(Method::GET, &format!("/internal/connections/{id}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{one}");
+        assert_eq!(one["lastActivity"], view["lastActivity"], "the inspector and the user's list agree");
+        one["lastActivity"].as_str().map(|at| chrono::DateTime::parse_from_rfc3339(at).expect("RFC 3339"))
+    };
+
+    assert_eq!(activity().await, None, "no frame yet");
+    assert_eq!(client.request("hello", Value::Null).await["ok"], true);
+    let first = activity().await.expect("recorded by the first frame");
+    // Millisecond timestamps: wait past the first one's millisecond so the second frame's is later.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(client.request("hello", Value::Null).await["ok"], true);
+    let second = activity().await.expect("recorded by the second frame");
+
+    assert!(second > first, "{first} -> {second}");
+}
+
+#[tokio::test]
 async fn operators_read_a_rooms_events_newest_page_first() {
     let hub = spawn_hub().await;
     let mut client = hub.connect(&hub.token("writer", "customer")).await.expect("connect");
@@ -215,8 +277,9 @@ async fn operators_read_a_rooms_events_newest_page_first() {
 #[tokio::test]
 async fn operator_routes_need_the_key_and_refuse_bad_input_by_name() {
     let hub = spawn_hub().await;
-    let anonymous = get(&hub, "/internal/users/u1/connections").await;
-    assert_eq!(anonymous.status(), StatusCode::FORBIDDEN);
+    for path in ["/internal/users/u1/connections", "/internal/rooms"] {
+        assert_eq!(get(&hub, path).await.status(), StatusCode::FORBIDDEN, "{path} without the key");
+    }
 
     for (path, status, code) in [
         ("/internal/users/u1/connections?limit=lots", StatusCode::BAD_REQUEST, "INVALID_QUERY"),
@@ -225,6 +288,8 @@ async fn operator_routes_need_the_key_and_refuse_bad_input_by_name() {
         ("/internal/rooms/topic:x/events?before=-1", StatusCode::BAD_REQUEST, "INVALID_QUERY"),
         ("/internal/connections/nobody%3D%3D", StatusCode::NOT_FOUND, "NOT_FOUND"),
         ("/internal/rooms/topic:x/connections?after=bm90LWEtY3Vyc29y", StatusCode::BAD_REQUEST, "INVALID_CURSOR"),
+        ("/internal/rooms?after=bm90LWEtY3Vyc29y", StatusCode::BAD_REQUEST, "INVALID_CURSOR"),
+        ("/internal/rooms?limit=lots", StatusCode::BAD_REQUEST, "INVALID_QUERY"),
     ] {
         let (got, body) = hub.internal(Method::GET, path, None).await;
         assert_eq!(got, status, "{path}: {body}");

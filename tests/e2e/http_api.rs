@@ -44,6 +44,7 @@ async fn the_openapi_document_is_generated_from_the_routes() {
         "/health",
         "/internal/emit",
         "/internal/rooms/{room}/members",
+        "/internal/rooms",
         "/rooms/{room}/messages",
         "/me",
         "/me/notifications",

@@ -59,6 +59,11 @@ async fn the_api_binary_answers_http_api_requests_with_the_router_and_the_templa
     assert_eq!(granted["statusCode"], 200, "{granted}");
     let connection_id = client.request("hello", json!({})).await["data"]["connectionId"].as_str().map(str::to_owned);
     let connection_id = connection_id.expect("the client's connection id");
+    // The operator's active rooms: Queries on GSI1, which the policy must allow the api function.
+    let rooms = invoke(&mut api, &http_request("GET", "/internal/rooms", &key, None)).await;
+    assert_eq!(rooms["statusCode"], 200, "{rooms}");
+    let listed = body_of(&rooms)["items"].as_array().cloned().unwrap_or_default();
+    assert!(listed.iter().any(|r| r["room"] == "user:u-7" && r["members"] == 1), "{rooms}");
     let path = format!("/internal/connections/{}", connection_id.replace('=', "%3D"));
     let closed = invoke(&mut api, &http_request("DELETE", &path, &key, None)).await;
     assert_eq!(closed["statusCode"], 200, "{closed}");

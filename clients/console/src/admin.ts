@@ -1,6 +1,7 @@
 /**
- * The operator's view (`/admin`): `/health` counters and per-minute rates, a connection inspector, a room's live
- * connections, grants and last events, and the actions (force-disconnect, grant, revoke, emit). Everything goes
+ * The operator's view (`/admin`): `/health` counters and per-minute rates, a connection inspector (with each
+ * connection's last activity), the active rooms with their member counts and last `seq`, a room's live connections,
+ * grants and last events, and the actions (force-disconnect, grant, revoke, emit). Everything goes
  * through the hub's `x-api-key` routes; the key is kept in sessionStorage, so it lives as long as the tab.
  */
 import { createServerClient, type EmitRequest } from '../../js/src/server.js';
@@ -18,6 +19,13 @@ interface ConnectionView {
   connectedAt: string;
   expiresAt: string;
   rooms: string[];
+  /** When its last frame was admitted; null before its first frame. */
+  lastActivity: string | null;
+}
+interface ActiveRoom {
+  room: string;
+  members: number;
+  lastSeq: number;
 }
 interface Page<T> {
   items: T[];
@@ -78,6 +86,7 @@ async function unlock(key: string): Promise<void> {
   byId('key-form').hidden = true;
   byId('admin').hidden = false;
   void poll();
+  void activeRooms();
   clearInterval(poller);
   poller = setInterval(() => void poll(), POLL_MS);
 }
@@ -159,6 +168,7 @@ function connectionRow(connection: ConnectionView): HTMLElement {
     el('td', {}, connection.userId),
     el('td', {}, connection.role ?? ''),
     el('td', { title: `record lapses ${time(connection.expiresAt)}` }, time(connection.connectedAt)),
+    el('td', { class: 'last-activity', title: connection.lastActivity ?? 'no frame yet' }, connection.lastActivity ? time(connection.lastActivity) : '—'),
     rooms,
     el('td', {}, disconnect),
   );
@@ -200,6 +210,33 @@ async function byConnection(id: string): Promise<void> {
   } catch (error) {
     byId('connections').replaceChildren();
     say(byId('inspect-status'), errorText(error), true);
+  }
+}
+
+// ---- active rooms --------------------------------------------------------------------------------------------------
+
+let activeRoomsMore: (() => Promise<void>) | undefined;
+
+/** A page of the rooms with live connections; without `after` the table starts over. */
+async function activeRooms(after?: string): Promise<void> {
+  const query = new URLSearchParams({ limit: '20' });
+  if (after) query.set('after', after);
+  try {
+    const page = await internal<Page<ActiveRoom>>('GET', `/internal/rooms?${query}`);
+    if (!after) byId('active-rooms').replaceChildren();
+    for (const active of page.items) {
+      const open = el('button', { type: 'button', class: 'link' }, active.room);
+      open.addEventListener('click', () => void inspectRoom(active.room));
+      byId('active-rooms').append(
+        el('tr', { 'data-room': active.room }, el('td', {}, open), el('td', { class: 'members' }, String(active.members)), el('td', { class: 'last-seq' }, String(active.lastSeq))),
+      );
+    }
+    const next = page.next;
+    activeRoomsMore = next ? () => activeRooms(next) : undefined;
+    byId('active-rooms-more').hidden = !next;
+    say(byId('active-rooms-status'), page.items.length || after ? '' : 'no room has a live connection');
+  } catch (error) {
+    say(byId('active-rooms-status'), errorText(error), true);
   }
 }
 
@@ -293,6 +330,8 @@ function start(): void {
   });
   byId('by-connection').addEventListener('click', () => void byConnection(input('inspect').value.trim()));
   byId('connections-more').addEventListener('click', () => void connectionsMore?.());
+  byId('rooms-refresh').addEventListener('click', () => void activeRooms());
+  byId('active-rooms-more').addEventListener('click', () => void activeRoomsMore?.());
   byId('room-form').addEventListener('submit', (event) => {
     event.preventDefault();
     void inspectRoom(input('room').value.trim());

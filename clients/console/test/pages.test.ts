@@ -1,6 +1,7 @@
 // The console, admin and docs pages as the hub serves them, in headless Chromium (Debian's package, driven by
 // playwright-core) against the real harness binary on a free port: two consoles exchange messages, typing, presence,
-// a call and an emit; the admin view finds a connection and its rooms, grants and revokes, and force-disconnects it;
+// a call and an emit; the admin view lists the active rooms, finds a connection with its rooms and last activity,
+// grants and revokes, and force-disconnects it;
 // /docs renders every route and the whole WebSocket protocol. Every request the pages make is recorded, and none may leave
 // loopback. Screenshots go to target/console-screenshots/.
 import assert from 'node:assert/strict';
@@ -197,6 +198,12 @@ test('the admin view shows a connection and its rooms, grants and revokes, and f
   assert.equal(await admin.evaluate(() => localStorage.length), 0, 'the key is kept for the tab only');
   await seen(admin, '#health', 'Live connections');
 
+  // The active rooms list the room both consoles joined, with both members and the seq of alice's message.
+  const chat = admin.locator('#active-rooms tr[data-room="chat:alice:bob"]');
+  await chat.waitFor({ timeout: WAIT_MS });
+  assert.equal(await chat.locator('.members').textContent(), '2');
+  assert.ok(Number(await chat.locator('.last-seq').textContent()) >= 1, 'alice wrote in it');
+
   const bobConnection = (await text(bob, '#connection-id')).trim();
   assert.ok(bobConnection, 'bob is connected');
   await admin.fill('#inspect', 'bob');
@@ -204,6 +211,7 @@ test('the admin view shows a connection and its rooms, grants and revokes, and f
   const row = admin.locator(`tr[data-connection="${bobConnection}"]`);
   await row.waitFor({ timeout: WAIT_MS });
   assert.match((await row.textContent()) ?? '', /chat:alice:bob/);
+  assert.notEqual((await row.locator('.last-activity').textContent())?.trim(), '—', 'bob has sent frames');
 
   await row.getByRole('button', { name: 'chat:alice:bob' }).click();
   await seen(admin, '#room-summary', 'chat:alice:bob');

@@ -1,5 +1,6 @@
 //! The limits that keep one client from costing everyone else: frames per connection, typing fan-outs, calls and
-//! missed-call notifications per user. Their state lives in the store ([`crate::store::Store::admit`]), because
+//! missed-call notifications per user. Their state lives in the store ([`crate::store::Store::admit`], and for frames
+//! [`crate::store::Store::admit_frame`], which also records the connection's last activity), because
 //! Lambda instances share no memory: the harness and every function instance see the same buckets.
 //!
 //! A limiter that cannot reach the store lets the request through and logs it. Rate limiting protects the hub from
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use super::Deps;
 use crate::ids::{ConnectionId, RoomName, UserId};
-use crate::store::{Admission, RateLimit};
+use crate::store::{Admission, RateLimit, StoreResult};
 
 /// What a limiter decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +28,11 @@ pub fn per_minute(n: u32) -> RateLimit {
 
 /// Takes one event from bucket `key`.
 async fn check(deps: &Deps, key: &str, limit: RateLimit) -> Verdict {
-    match deps.store.admit(key, limit, chrono::Utc::now()).await {
+    verdict(deps.store.admit(key, limit, chrono::Utc::now()).await, key)
+}
+
+fn verdict(admission: StoreResult<Admission>, key: &str) -> Verdict {
+    match admission {
         Ok(Admission::Allowed) => Verdict::Allowed,
         Ok(Admission::Limited { retry_after }) => Verdict::Limited { retry_after },
         Err(error) => {
@@ -37,14 +42,16 @@ async fn check(deps: &Deps, key: &str, limit: RateLimit) -> Verdict {
     }
 }
 
-/// One inbound frame of `connection`: `INBOUND_RATE_PER_SECOND` sustained, `INBOUND_BURST` at once.
+/// One inbound frame of `connection`: `INBOUND_RATE_PER_SECOND` sustained, `INBOUND_BURST` at once. With the limit
+/// off (0) nothing is written per frame, so no last activity is recorded either.
 pub async fn inbound_frame(deps: &Deps, connection: &ConnectionId) -> Verdict {
     let limits = &deps.config.limits;
     if limits.inbound_per_second == 0 {
         return Verdict::Allowed;
     }
     let limit = RateLimit { interval: Duration::from_secs(1) / limits.inbound_per_second, burst: limits.inbound_burst };
-    check(deps, &format!("in#{connection}"), limit).await
+    // The connection's own bucket: the same write records its last activity for the operator's view.
+    verdict(deps.store.admit_frame(connection, limit, chrono::Utc::now()).await, connection.as_str())
 }
 
 /// One refused frame of `connection`. `Limited` means the connection has kept exceeding its rate (more than

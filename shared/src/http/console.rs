@@ -8,8 +8,8 @@
 //! - `GET /docs/protocol.json`: the WebSocket protocol (actions, events, error codes and every type) rendered from the
 //!   same Rust types the TypeScript SDK's types are generated from ([`crate::protocol::typescript`]).
 //! - `POST /dev/token`: mints a development token, only while the public development JWT secret is in use.
-//! - `GET /internal/users/{user}/connections`, `GET /internal/connections/{id}`, `GET /internal/rooms/{room}/…`:
-//!   the operator's read routes, behind `x-api-key`. Each list pages, and each reads the store by key (a DynamoDB
+//! - `GET /internal/users/{user}/connections`, `GET /internal/connections/{id}`, `GET /internal/rooms` (the active
+//!   rooms), `GET /internal/rooms/{room}/…`: the operator's read routes, behind `x-api-key`. Each list pages, and each reads the store by key (a DynamoDB
 //!   `Query` or `GetItem`), never by `Scan`.
 
 use std::collections::HashMap;
@@ -88,6 +88,7 @@ pub fn admin_routes() -> Router<Arc<Deps>> {
     Router::new()
         .route("/internal/users/{user}/connections", get(user_connections))
         .route("/internal/connections/{id}", get(connection))
+        .route("/internal/rooms", get(active_rooms))
         .route("/internal/rooms/{room}/connections", get(room_connections))
         .route("/internal/rooms/{room}/grants", get(room_grants))
         .route("/internal/rooms/{room}/events", get(room_events))
@@ -361,11 +362,17 @@ pub struct ConnectionView {
     pub expires_at: String,
     /// Every room it is in; at most the per-connection room limit.
     pub rooms: Vec<String>,
+    /// When its last frame was admitted; null when it sent none yet (or the inbound rate limit is off, since that
+    /// write is what records it).
+    pub last_activity: Option<String>,
 }
 
 async fn view(deps: &Deps, record: ConnectionRecord) -> Result<ConnectionView, ApiError> {
-    let mut rooms: Vec<String> =
-        deps.store.connection_rooms(&record.connection_id).await?.iter().map(ToString::to_string).collect();
+    let (rooms, last_activity) = futures::try_join!(
+        deps.store.connection_rooms(&record.connection_id),
+        deps.store.connection_activity(&record.connection_id),
+    )?;
+    let mut rooms: Vec<String> = rooms.iter().map(ToString::to_string).collect();
     rooms.sort();
     Ok(ConnectionView {
         connection_id: record.connection_id.to_string(),
@@ -375,6 +382,7 @@ async fn view(deps: &Deps, record: ConnectionRecord) -> Result<ConnectionView, A
         connected_at: record.connected_at.to_rfc3339(),
         expires_at: record.expires_at.to_rfc3339(),
         rooms,
+        last_activity: last_activity.map(|at| at.to_rfc3339()),
     })
 }
 
@@ -461,13 +469,7 @@ pub async fn room_connections(
     let room = RoomName::parse(room)?;
     let limit = params.limit.unwrap_or(50).clamp(1, deps.config.limits.max_page);
     // A room can hold any number of connections: this listing pages in the store, one keyed read per page.
-    let page =
-        deps.store.room_members_page(&room, params.after.as_deref(), limit).await.map_err(|error| match error {
-            StoreError::InvalidCursor => {
-                ApiError::bad_request(ErrorCode::InvalidCursor, "`after` is not a cursor this listing gave out")
-            }
-            other => other.into(),
-        })?;
+    let page = deps.store.room_members_page(&room, params.after.as_deref(), limit).await.map_err(cursor_error)?;
     let next = page.next;
     let items = page
         .items
@@ -475,6 +477,59 @@ pub async fn room_connections(
         .map(|m| RoomConnection { connection_id: m.connection_id.to_string(), user_id: m.user_id.to_string() })
         .collect();
     Ok(Json(RoomConnectionPage { items, next }))
+}
+
+/// A room with at least one live connection.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveRoomView {
+    pub room: String,
+    /// Live connections in the room.
+    pub members: u64,
+    /// The `seq` of its last durable event; 0 when nothing was stored in it yet.
+    pub last_seq: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActiveRoomPage {
+    pub items: Vec<ActiveRoomView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next: Option<String>,
+}
+
+/// The rooms with at least one live connection, with their member counts and last `seq`. The order is stable but
+/// the store's: by room name on SQLite, by index shard and then room name on DynamoDB. `after` is the previous
+/// page's opaque `next`. A page is keyed reads only (on DynamoDB one Query per index shard it visits and one
+/// BatchGetItem), never a scan of every room.
+#[utoipa::path(get, path = "/internal/rooms", tag = "internal", security(("api_key" = [])),
+    params(PageParams),
+    responses(
+        (status = 200, body = ActiveRoomPage),
+        (status = 400, description = "INVALID_QUERY, INVALID_CURSOR", body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope),
+    ))]
+pub async fn active_rooms(
+    State(deps): State<Arc<Deps>>,
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> Result<Json<ActiveRoomPage>, ApiError> {
+    let limit = params.limit.unwrap_or(50).clamp(1, deps.config.limits.max_page);
+    let page = deps.store.active_rooms_page(params.after.as_deref(), limit).await.map_err(cursor_error)?;
+    let items = page
+        .items
+        .into_iter()
+        .map(|r| ActiveRoomView { room: r.room.to_string(), members: r.members, last_seq: r.last_seq })
+        .collect();
+    Ok(Json(ActiveRoomPage { items, next: page.next }))
+}
+
+/// An unknown cursor is the caller's mistake; anything else the store says is not.
+fn cursor_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::InvalidCursor => {
+            ApiError::bad_request(ErrorCode::InvalidCursor, "`after` is not a cursor this listing gave out")
+        }
+        other => other.into(),
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

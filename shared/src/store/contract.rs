@@ -15,9 +15,9 @@ use futures::future::join_all;
 use serde_json::json;
 
 use super::{
-    Admission, CallRecord, CallState, CallTransition, CallType, ConnectionRecord, HistoryQuery, IdempotencyClaim,
-    Member, NewRoomEvent, Notification, NotificationQuery, NotificationSelector, PresenceRecord, PresenceStatus,
-    RateLimit, RoomEvent, Store, StoreError, StoreResult,
+    ActiveRoom, Admission, CallRecord, CallState, CallTransition, CallType, ConnectionRecord, HistoryQuery,
+    IdempotencyClaim, Member, NewRoomEvent, Notification, NotificationQuery, NotificationSelector, PresenceRecord,
+    PresenceStatus, RateLimit, RoomEvent, Store, StoreError, StoreResult,
 };
 use crate::ids::{ConnectionId, UserId};
 use crate::rooms::RoomName;
@@ -52,6 +52,9 @@ macro_rules! with_every_case {
             user_rooms_page_through_grants_and_participation_once,
             a_cursor_from_elsewhere_is_invalid,
             room_member_count_follows_joins_and_leaves,
+            active_rooms_list_counts_members_and_last_seq,
+            active_rooms_page_through_every_room_once,
+            admit_frame_records_the_last_activity_of_admitted_frames,
             admit_allows_a_burst_then_limits_with_retry_after
         }
     };
@@ -714,6 +717,10 @@ pub async fn a_cursor_from_elsewhere_is_invalid(store: &dyn Store) {
 
     assert!(matches!(garbage, Err(StoreError::InvalidCursor)), "{garbage:?}");
     assert!(matches!(foreign, Err(StoreError::InvalidCursor)), "a cursor of another listing: {foreign:?}");
+    let active_garbage = store.active_rooms_page(Some("not a cursor!"), 5).await;
+    let active_foreign = store.active_rooms_page(Some(&rooms_cursor), 5).await;
+    assert!(matches!(active_garbage, Err(StoreError::InvalidCursor)), "{active_garbage:?}");
+    assert!(matches!(active_foreign, Err(StoreError::InvalidCursor)), "{active_foreign:?}");
 }
 
 pub async fn room_member_count_follows_joins_and_leaves(store: &dyn Store) {
@@ -730,6 +737,91 @@ pub async fn room_member_count_follows_joins_and_leaves(store: &dyn Store) {
     store.leave_room(&b.connection_id, &lobby).await.expect("leave b");
     store.delete_connection(&a.connection_id).await.expect("disconnect a");
     assert_eq!(store.room_member_count(&lobby).await.expect("count"), 0);
+}
+
+/// Every active room, read through pages of `limit`; panics on a room listed twice.
+async fn all_active_rooms(store: &dyn Store, limit: u32) -> Vec<ActiveRoom> {
+    let rooms = all_pages(limit, |after| async move { store.active_rooms_page(after.as_deref(), limit).await }).await;
+    let mut seen = std::collections::BTreeSet::new();
+    for active in &rooms {
+        assert!(seen.insert(active.room.clone()), "{} listed twice", active.room);
+    }
+    rooms
+}
+
+fn find_active<'a>(rooms: &'a [ActiveRoom], room: &RoomName) -> Option<&'a ActiveRoom> {
+    rooms.iter().find(|active| active.room == *room)
+}
+
+pub async fn active_rooms_list_counts_members_and_last_seq(store: &dyn Store) {
+    let (busy, quiet, emptied) = (room("topic"), room("topic"), room("topic"));
+    let (a, b) = (connection(&user("active")), connection(&user("active")));
+    store.put_connection(&a, &[busy.clone(), emptied.clone()]).await.expect("put a");
+    store.put_connection(&b, std::slice::from_ref(&busy)).await.expect("put b");
+    store.join_room(&b, &quiet).await.expect("join quiet");
+    for i in 0..3 {
+        store.append_event(new_event(&busy, Some(&a.user_id), None, json!({ "i": i }))).await.expect("append");
+    }
+    store.leave_room(&a.connection_id, &emptied).await.expect("leave emptied");
+
+    let rooms = all_active_rooms(store, 50).await;
+
+    let listed = |room: &RoomName| find_active(&rooms, room).map(|r| (r.members, r.last_seq));
+    assert_eq!(listed(&busy), Some((2, 3)), "two members, three events");
+    assert_eq!(listed(&quiet), Some((1, 0)), "no event yet: last seq 0");
+    assert_eq!(listed(&emptied), None, "a room whose last member left is not active");
+
+    store.delete_connection(&a.connection_id).await.expect("disconnect a");
+    store.delete_connection(&b.connection_id).await.expect("disconnect b");
+    let rooms = all_active_rooms(store, 50).await;
+    assert!(find_active(&rooms, &busy).is_none() && find_active(&rooms, &quiet).is_none(), "{rooms:?}");
+}
+
+pub async fn active_rooms_page_through_every_room_once(store: &dyn Store) {
+    let conn = connection(&user("roomy"));
+    let rooms: Vec<RoomName> = (0..7).map(|_| room("topic")).collect();
+    store.put_connection(&conn, &rooms).await.expect("put");
+
+    let paged = all_active_rooms(store, 3).await;
+    let whole = all_active_rooms(store, 1000).await;
+
+    for room in &rooms {
+        assert_eq!(find_active(&paged, room).map(|r| r.members), Some(1), "{room} listed once with its member");
+    }
+    let names = |list: &[ActiveRoom]| list.iter().map(|r| r.room.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&paged), names(&whole), "small pages list the same rooms in the same order as one big page");
+    store.delete_connection(&conn.connection_id).await.expect("cleanup");
+}
+
+pub async fn admit_frame_records_the_last_activity_of_admitted_frames(store: &dyn Store) {
+    let conn = connection(&user("activity"));
+    store.put_connection(&conn, &[]).await.expect("put");
+    let limit = RateLimit { interval: std::time::Duration::from_secs(1), burst: 2 };
+    let start = now();
+    assert_eq!(store.connection_activity(&conn.connection_id).await.expect("activity"), None, "no frame yet");
+
+    assert_eq!(store.admit_frame(&conn.connection_id, limit, start).await.expect("admit"), Admission::Allowed);
+    let later = start + Duration::milliseconds(10);
+    assert_eq!(store.admit_frame(&conn.connection_id, limit, later).await.expect("admit"), Admission::Allowed);
+    assert_eq!(store.connection_activity(&conn.connection_id).await.expect("activity"), Some(later));
+
+    let refused = store.admit_frame(&conn.connection_id, limit, later + Duration::milliseconds(10)).await;
+    assert!(matches!(refused.expect("admit"), Admission::Limited { .. }), "the burst is spent");
+    assert_eq!(
+        store.connection_activity(&conn.connection_id).await.expect("activity"),
+        Some(later),
+        "a refused frame is not activity"
+    );
+    let refilled = later + Duration::seconds(2);
+    assert_eq!(store.admit_frame(&conn.connection_id, limit, refilled).await.expect("admit"), Admission::Allowed);
+    assert_eq!(store.connection_activity(&conn.connection_id).await.expect("activity"), Some(refilled));
+
+    let unknown = connection_id();
+    assert_eq!(store.admit_frame(&unknown, limit, start).await.expect("unknown"), Admission::Allowed);
+    assert_eq!(store.connection_activity(&unknown).await.expect("activity"), None, "nothing recorded for it");
+    assert!(store.get_connection(&unknown).await.expect("get").is_none(), "no record appears for it");
+    store.delete_connection(&conn.connection_id).await.expect("cleanup");
+    assert_eq!(store.connection_activity(&conn.connection_id).await.expect("activity"), None);
 }
 
 pub async fn admit_allows_a_burst_then_limits_with_retry_after(store: &dyn Store) {

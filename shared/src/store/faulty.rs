@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{
-    Admission, Appended, CallRecord, CallTransition, ConnectionRecord, HistoryQuery, IdempotencyClaim, Member,
-    NewRoomEvent, Notification, NotificationQuery, NotificationSelector, Page, PresenceRecord, RateLimit,
+    ActiveRoom, Admission, Appended, CallRecord, CallTransition, ConnectionRecord, HistoryQuery, IdempotencyClaim,
+    Member, NewRoomEvent, Notification, NotificationQuery, NotificationSelector, Page, PresenceRecord, RateLimit,
     RemovedConnection, RoomEvent, Stats, Store, StoreError, StoreResult,
 };
 use crate::ids::{ConnectionId, UserId};
@@ -149,6 +149,7 @@ faulty_store_impl! {
     fn room_members(&self, room: &RoomName) -> Vec<Member>;
     fn room_members_page(&self, room: &RoomName, after: Option<&str>, limit: u32) -> Page<Member>;
     fn room_member_count(&self, room: &RoomName) -> u64;
+    fn active_rooms_page(&self, after: Option<&str>, limit: u32) -> Page<ActiveRoom>;
     fn connection_rooms(&self, connection: &ConnectionId) -> Vec<RoomName>;
     fn grant(&self, room: &RoomName, users: &[UserId]) -> ();
     fn revoke(&self, room: &RoomName, users: &[UserId]) -> ();
@@ -167,6 +168,8 @@ faulty_store_impl! {
     fn complete_idempotency(&self, key: &str, result: &Value, ttl_seconds: u64) -> ();
     fn release_idempotency(&self, key: &str) -> ();
     fn admit(&self, key: &str, limit: RateLimit, now: DateTime<Utc>) -> Admission;
+    fn admit_frame(&self, connection: &ConnectionId, limit: RateLimit, now: DateTime<Utc>) -> Admission;
+    fn connection_activity(&self, connection: &ConnectionId) -> Option<DateTime<Utc>>;
     fn count_messages(&self, n: u64) -> ();
     fn stats(&self) -> Stats;
     fn set_presence(&self, record: &PresenceRecord) -> ();

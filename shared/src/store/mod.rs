@@ -91,7 +91,7 @@ pub struct RateLimit {
     pub burst: u32,
 }
 
-/// The answer of [`Store::admit`].
+/// The answer of [`Store::admit`] and [`Store::admit_frame`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
     Allowed,
@@ -106,6 +106,16 @@ pub enum Admission {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<String>,
+}
+
+/// A room with at least one live connection, as the operator's rooms list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveRoom {
+    pub room: RoomName,
+    /// Live connections in the room now (the maintained member count).
+    pub members: u64,
+    /// The room's last durable event `seq`; 0 when nothing was stored in it yet.
+    pub last_seq: u64,
 }
 
 /// What was removed when a connection was deleted.
@@ -298,6 +308,7 @@ pub(crate) fn page_from<T>(mut items: Vec<T>, limit: usize, listing: &str, key: 
 /// Listing tags of the cursors.
 pub(crate) const MEMBERS_CURSOR: &str = "members";
 pub(crate) const USER_ROOMS_CURSOR: &str = "rooms";
+pub(crate) const ACTIVE_ROOMS_CURSOR: &str = "active";
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -338,6 +349,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many connections are in the room now (a maintained counter, not a scan).
     async fn room_member_count(&self, room: &RoomName) -> StoreResult<u64>;
+
+    /// One page of the rooms that have at least one live connection, with their member counts and last `seq`: work
+    /// proportional to the page, never a scan of every room. The order is stable but the adapter's own (SQLite: by
+    /// room name; DynamoDB: by index shard, then room name); `after` is the previous page's opaque `next`.
+    async fn active_rooms_page(&self, after: Option<&str>, limit: u32) -> StoreResult<Page<ActiveRoom>>;
 
     /// The rooms a connection is in.
     async fn connection_rooms(&self, connection: &ConnectionId) -> StoreResult<Vec<RoomName>>;
@@ -400,6 +416,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Takes one event from the bucket `key` at `now`. State expires on its own (TTL) once the bucket is full again.
     async fn admit(&self, key: &str, limit: RateLimit, now: DateTime<Utc>) -> StoreResult<Admission>;
+
+    /// Takes one inbound frame from the connection's own bucket, which lives on the connection's record, and when
+    /// the frame is allowed records `now` as the connection's last activity in the same write. A connection that is
+    /// no longer recorded has no bucket: its frame is allowed and nothing is written.
+    async fn admit_frame(
+        &self,
+        connection: &ConnectionId,
+        limit: RateLimit,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Admission>;
+
+    /// When the connection's last admitted frame arrived ([`Store::admit_frame`]); `None` when it sent none yet or
+    /// is unknown.
+    async fn connection_activity(&self, connection: &ConnectionId) -> StoreResult<Option<DateTime<Utc>>>;
 
     // ---- stats ------------------------------------------------------------------------------------------------
 

@@ -80,3 +80,38 @@ pub(super) fn limit_pk(key: &str) -> String {
     format!("RL#{}", key_part(key))
 }
 pub(super) const LIMIT: &str = "RL";
+
+/// The active-rooms index (`GSI1PK = ACTIVE#{shard}`, `GSI1SK = room` on the member counter item) is spread over this
+/// many partitions: every join and leave in the deployment rewrites an index entry, and one index partition takes
+/// at most 1,000 writes a second.
+pub(super) const ACTIVE_ROOM_SHARDS: u8 = 16;
+
+/// The index shard of a room: FNV-1a of its name, so every process and every version agrees on it (the standard
+/// library's hasher is seeded per process).
+pub(super) fn active_room_shard(room: &RoomName) -> u8 {
+    let hash =
+        room.as_str().bytes().fold(0x811c_9dc5_u32, |hash, byte| (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193));
+    u8::try_from(hash % u32::from(ACTIVE_ROOM_SHARDS)).unwrap_or(0)
+}
+
+pub(super) fn active_rooms_pk(shard: u8) -> String {
+    format!("ACTIVE#{shard:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rooms_index_shard_is_fixed_by_its_name_and_within_range() {
+        // FNV-1a (32-bit) mod 16, computed independently: a change here would strand every indexed room in its old
+        // shard.
+        let shard = |name: &str| active_room_shard(&RoomName::parse(name).expect("room"));
+        assert_eq!((shard("topic:lobby"), shard("user:alice"), shard("calendar")), (10, 0, 15));
+        for i in 0..200 {
+            assert!(shard(&format!("topic:{i}")) < ACTIVE_ROOM_SHARDS);
+        }
+        let used: std::collections::BTreeSet<u8> = (0..200).map(|i| shard(&format!("topic:{i}"))).collect();
+        assert_eq!(used.len(), usize::from(ACTIVE_ROOM_SHARDS), "200 rooms reach every shard");
+    }
+}

@@ -4,15 +4,18 @@ use std::collections::BTreeSet;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 
-use super::codec::{Item, attr_count, attr_room, attr_string_set, attr_user, s, sk_suffix};
-use super::keys::{COUNT, GRANT_ROOMS, META, PART_ROOMS, SK, conn_pk, key, room_pk, user_pk};
+use super::codec::{Item, attr_count, attr_room, attr_s, attr_string_set, attr_user, s, sk_suffix};
+use super::keys::{
+    ACTIVE_ROOM_SHARDS, COUNT, COUNTER, GRANT_ROOMS, GSI1, GSI1PK, GSI1SK, META, PART_ROOMS, PK, SK, active_rooms_pk,
+    conn_pk, key, room_pk, user_pk,
+};
 use super::requests::{CONDITION_FAILED, cancellation_reasons, reason_is};
 use super::{DynamoItemError, DynamoStore};
 use crate::ids::{ConnectionId, UserId};
 use crate::rooms::RoomName;
 use crate::store::{
-    ConnectionRecord, MEMBERS_CURSOR, Member, Page, StoreError, StoreResult, USER_ROOMS_CURSOR, decode_cursor,
-    page_from,
+    ACTIVE_ROOMS_CURSOR, ActiveRoom, ConnectionRecord, MEMBERS_CURSOR, Member, Page, StoreError, StoreResult,
+    USER_ROOMS_CURSOR, decode_cursor, page_from,
 };
 
 pub(super) async fn join_room(
@@ -199,6 +202,89 @@ pub(super) async fn room_members_page(
 pub(super) async fn room_member_count(store: &DynamoStore, room: &RoomName) -> StoreResult<u64> {
     let item = store.fetch(key(room_pk(room), COUNT)).await?;
     attr_count(item.as_ref(), "members")
+}
+
+/// The active-rooms index is `ACTIVE_ROOM_SHARDS` partitions of `GSI1` keyed by room name, read in shard order: a
+/// page Queries from the cursor's shard and room on until it holds `limit + 1` rooms (one Query per shard visited,
+/// more only for a shard holding more than a page), then reads the rooms' sequence counters in one BatchGetItem.
+/// The index is eventually consistent, so an entry whose count is already 0 is skipped.
+pub(super) async fn active_rooms_page(
+    store: &DynamoStore,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<Page<ActiveRoom>> {
+    let (first_shard, mut after_room) = match after {
+        Some(cursor) => {
+            let (shard, room) = decode_active_cursor(&decode_cursor(ACTIVE_ROOMS_CURSOR, cursor)?)?;
+            (shard, Some(room))
+        }
+        None => (0, None),
+    };
+    let limit = limit.max(1);
+    let want = limit as usize + 1;
+    let mut found: Vec<(u8, RoomName, u64)> = Vec::with_capacity(want);
+    for shard in first_shard..ACTIVE_ROOM_SHARDS {
+        let mut start: Option<Item> = None;
+        loop {
+            let mut query = store
+                .client
+                .query()
+                .table_name(&store.table)
+                .index_name(GSI1)
+                .key_condition_expression(if after_room.is_some() { "#pk = :pk AND #sk > :after" } else { "#pk = :pk" })
+                .expression_attribute_names("#pk", GSI1PK)
+                .expression_attribute_values(":pk", s(active_rooms_pk(shard)))
+                .projection_expression("#sk, members")
+                .expression_attribute_names("#sk", GSI1SK)
+                .limit(i32::try_from(want - found.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take());
+            if let Some(room) = &after_room {
+                query = query.expression_attribute_values(":after", s(room.as_str()));
+            }
+            let out = query.send().await.map_err(StoreError::backend)?;
+            for item in out.items.unwrap_or_default() {
+                let members = attr_count(Some(&item), "members")?;
+                if members > 0 {
+                    found.push((shard, attr_room(&item, GSI1SK)?, members));
+                }
+            }
+            match out.last_evaluated_key {
+                Some(next) if !next.is_empty() && found.len() < want => start = Some(next),
+                _ => break,
+            }
+        }
+        after_room = None;
+        if found.len() >= want {
+            break;
+        }
+    }
+    found.truncate(want);
+    let page_rooms = &found[..found.len().min(limit as usize)];
+    let counters = store.batch_get(page_rooms.iter().map(|(_, room, _)| key(room_pk(room), COUNTER)).collect()).await?;
+    let mut last_seqs = std::collections::HashMap::with_capacity(counters.len());
+    for counter in &counters {
+        last_seqs.insert(attr_s(counter, PK)?.to_owned(), attr_count(Some(counter), "seq")?);
+    }
+    let rooms: Vec<(String, ActiveRoom)> = found
+        .into_iter()
+        .map(|(shard, room, members)| {
+            let last_seq = last_seqs.get(&room_pk(&room)).copied().unwrap_or(0);
+            (format!("{shard:02}#{room}"), ActiveRoom { room, members, last_seq })
+        })
+        .collect();
+    let page = page_from(rooms, limit as usize, ACTIVE_ROOMS_CURSOR, |(position, _)| position.as_str());
+    Ok(Page { items: page.items.into_iter().map(|(_, room)| room).collect(), next: page.next })
+}
+
+/// The shard and room named by an active-rooms cursor (`{shard:02}#{room}`).
+fn decode_active_cursor(last: &str) -> StoreResult<(u8, RoomName)> {
+    let (shard, room) = last.split_once('#').ok_or(StoreError::InvalidCursor)?;
+    let shard: u8 = shard.parse().map_err(|_| StoreError::InvalidCursor)?;
+    let room = RoomName::parse(room).map_err(|_| StoreError::InvalidCursor)?;
+    if shard >= ACTIVE_ROOM_SHARDS {
+        return Err(StoreError::InvalidCursor);
+    }
+    Ok((shard, room))
 }
 
 /// Grants and participation are two sort-key ranges of the user's partition, each in room order: a page reads

@@ -8,14 +8,14 @@
 //! # Key design
 //!
 //! Every key is a pair of strings `PK`/`SK`. One overloaded global secondary index, `GSI1` (`GSI1PK`/`GSI1SK`,
-//! projection ALL), serves the single access path the base table cannot. `ttl` (epoch seconds) is the TTL attribute.
+//! projection ALL), serves the two access paths the base table cannot: events by id and the active rooms. `ttl` (epoch seconds) is the TTL attribute.
 //!
 //! | Record                      | PK                  | SK                              | Notes                                   |
 //! |-----------------------------|---------------------|---------------------------------|-----------------------------------------|
-//! | connection                  | `CONN#{id}`         | `META`                          | full record, `rooms` string set, `ttl`  |
+//! | connection                  | `CONN#{id}`         | `META`                          | full record, `rooms` string set, `ttl`; `in_tat`, `last_activity` |
 //! | user → connection (mirror)  | `USER#{user}`       | `CONN#{id}`                     | full record copy, `ttl`                 |
 //! | room → connection           | `ROOM#{room}`       | `CONN#{id}`                     | `user_id`, `ttl`                        |
-//! | room member count           | `ROOM#{room}`       | `COUNT`                         | `members` (drives `active_rooms`)       |
+//! | room member count           | `ROOM#{room}`       | `COUNT`                         | `members` (drives `active_rooms`); while non-empty `GSI1PK=ACTIVE#{00..15}`, `GSI1SK={room}` |
 //! | grant                       | `ROOM#{room}`       | `GRANT#{user}`                  |                                         |
 //! | user → granted room         | `USER#{user}`       | `ROOMS#GRANT#{room}`            | mirror of the grant                     |
 //! | participation               | `USER#{user}`       | `ROOMS#PART#{room}`             |                                         |
@@ -40,8 +40,16 @@
 //!   closed" from it, and a GSI's eventual consistency would report a user offline during a page reload.
 //! - Grants are mirrored into the user partition next to participation (`ROOMS#…`), so a user's conversations are
 //!   one Query.
-//! - Finding an event by id is the one path served by `GSI1`. It is eventually consistent, which is acceptable for
-//!   looking up events that clients have already received.
+//! - Finding an event by id is served by `GSI1`. It is eventually consistent, which is acceptable for looking up
+//!   events that clients have already received.
+//! - The active rooms are the member counter items themselves, indexed on `GSI1` under `ACTIVE#{shard}` (16 shards by
+//!   FNV-1a of the room name, so no index partition takes every join in the deployment) while their count is above
+//!   zero: the increment sets the index keys in the UpdateItem it makes anyway, and only the decrement that empties a
+//!   room pays one more, conditional, UpdateItem to remove them. Listing them is one Query per shard from a cursor,
+//!   never a Scan; the index lags the counter, so a listed entry whose count is already 0 is skipped.
+//! - A connection's inbound rate-limit bucket (`in_tat`) lives on its connection item, so the UpdateItem that admits
+//!   a frame also sets `last_activity` for the operator's view at no extra request, and the bucket is deleted with
+//!   the connection.
 //!
 //! # Code map
 //!
@@ -93,8 +101,8 @@ pub use counter::RequestCounter;
 use client::{client_from_config, client_from_sdk_config};
 
 use super::{
-    Admission, Appended, CallRecord, CallTransition, ConnectionRecord, HistoryQuery, IdempotencyClaim, Member,
-    NewRoomEvent, Notification, NotificationQuery, NotificationSelector, Page, PresenceRecord, RateLimit,
+    ActiveRoom, Admission, Appended, CallRecord, CallTransition, ConnectionRecord, HistoryQuery, IdempotencyClaim,
+    Member, NewRoomEvent, Notification, NotificationQuery, NotificationSelector, Page, PresenceRecord, RateLimit,
     RemovedConnection, RoomEvent, Stats, Store, StoreResult,
 };
 use crate::ids::{ConnectionId, UserId};
@@ -222,6 +230,10 @@ impl Store for DynamoStore {
         membership::room_member_count(self, room).await
     }
 
+    async fn active_rooms_page(&self, after: Option<&str>, limit: u32) -> StoreResult<Page<ActiveRoom>> {
+        membership::active_rooms_page(self, after, limit).await
+    }
+
     async fn connection_rooms(&self, connection: &ConnectionId) -> StoreResult<Vec<RoomName>> {
         membership::connection_rooms(self, connection).await
     }
@@ -292,6 +304,19 @@ impl Store for DynamoStore {
 
     async fn admit(&self, key: &str, limit: RateLimit, now: DateTime<Utc>) -> StoreResult<Admission> {
         limits::admit(self, key, limit, now).await
+    }
+
+    async fn admit_frame(
+        &self,
+        connection: &ConnectionId,
+        limit: RateLimit,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Admission> {
+        limits::admit_frame(self, connection, limit, now).await
+    }
+
+    async fn connection_activity(&self, connection: &ConnectionId) -> StoreResult<Option<DateTime<Utc>>> {
+        limits::connection_activity(self, connection).await
     }
 
     async fn count_messages(&self, n_messages: u64) -> StoreResult<()> {

@@ -4,8 +4,10 @@ use aws_sdk_dynamodb::types::ReturnValue;
 use futures::{StreamExt, TryStreamExt};
 
 use super::DynamoStore;
-use super::codec::{attr_count, attr_i64, n};
-use super::keys::{COUNT, STATS_PK, STATS_SHARDS, key, room_pk, stats_sk};
+use super::codec::{Item, attr_i64, n, s};
+use super::keys::{
+    COUNT, GSI1PK, GSI1SK, STATS_PK, STATS_SHARDS, active_room_shard, active_rooms_pk, key, room_pk, stats_sk,
+};
 use super::requests::ITEM_CONCURRENCY;
 use crate::rooms::RoomName;
 use crate::store::{Stats, StoreError, StoreResult};
@@ -13,21 +15,35 @@ use crate::store::{Stats, StoreError, StoreResult};
 impl DynamoStore {
     /// Adds `delta` to the member count of each room and returns how many rooms became non-empty (positive) or
     /// empty (negative), which is what `active_rooms` moves by.
+    ///
+    /// The counter item is also the room's entry in the active-rooms index (`GSI1PK = ACTIVE#{shard}`): an increment
+    /// sets the index keys in the same UpdateItem, and the decrement that empties the room takes them away with one
+    /// more conditional UpdateItem, which loses harmlessly to a join that refilled the room meanwhile.
     pub(super) async fn adjust_member_counts(&self, rooms: &[RoomName], delta: i64) -> StoreResult<i64> {
         futures::stream::iter(rooms.iter().cloned())
             .map(|room| async move {
-                let out = self
+                let mut request = self
                     .client
                     .update_item()
                     .table_name(&self.table)
                     .set_key(Some(key(room_pk(&room), COUNT)))
-                    .update_expression("ADD members :d")
                     .expression_attribute_values(":d", n(delta))
-                    .return_values(ReturnValue::UpdatedNew)
-                    .send()
-                    .await
-                    .map_err(StoreError::backend)?;
-                let now = attr_count(out.attributes.as_ref(), "members")?;
+                    .return_values(ReturnValue::UpdatedNew);
+                request = if delta > 0 {
+                    request
+                        .update_expression("ADD members :d SET #ipk = :ipk, #isk = :isk")
+                        .expression_attribute_names("#ipk", GSI1PK)
+                        .expression_attribute_names("#isk", GSI1SK)
+                        .expression_attribute_values(":ipk", s(active_rooms_pk(active_room_shard(&room))))
+                        .expression_attribute_values(":isk", s(room.as_str()))
+                } else {
+                    request.update_expression("ADD members :d")
+                };
+                let out = request.send().await.map_err(StoreError::backend)?;
+                let now = attr_i64(out.attributes.as_ref().unwrap_or(&Item::new()), "members")?;
+                if delta < 0 && now <= 0 {
+                    self.drop_from_active_rooms(&room).await?;
+                }
                 Ok::<i64, StoreError>(match (delta > 0, now) {
                     (true, 1) => 1,
                     (false, 0) => -1,
@@ -37,6 +53,27 @@ impl DynamoStore {
             .buffer_unordered(ITEM_CONCURRENCY)
             .try_fold(0i64, |sum, change| async move { Ok(sum + change) })
             .await
+    }
+
+    /// Takes an emptied room out of the active-rooms index, unless a join refilled it since.
+    async fn drop_from_active_rooms(&self, room: &RoomName) -> StoreResult<()> {
+        let removed = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(room_pk(room), COUNT)))
+            .update_expression("REMOVE #ipk, #isk")
+            .condition_expression("members <= :zero")
+            .expression_attribute_names("#ipk", GSI1PK)
+            .expression_attribute_names("#isk", GSI1SK)
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await;
+        match removed {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(StoreError::backend(e)),
+        }
     }
 
     /// Adds to the global counters in one UpdateItem on a random shard; zero deltas are left out.

@@ -352,3 +352,45 @@ async fn an_unreachable_endpoint_fails_fast_with_a_backend_error() {
     assert!(matches!(result, Err(StoreError::Backend(_))), "{result:?}");
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_enters_the_active_index_with_its_first_member_and_leaves_it_when_emptied() {
+    let Some(table) = TestTable::create().await else { return };
+    let user = UserId::parse("indexed").expect("user");
+    let (a, b) = (connection(&user), connection(&user));
+    let lobby = room("topic");
+    let index_entries = || async {
+        let shard = keys::active_rooms_pk(keys::active_room_shard(&lobby));
+        let out = table
+            .store
+            .client()
+            .query()
+            .table_name(table.store.table())
+            .index_name(keys::GSI1)
+            .key_condition_expression("GSI1PK = :pk AND GSI1SK = :room")
+            .expression_attribute_values(":pk", codec::s(shard))
+            .expression_attribute_values(":room", codec::s(lobby.as_str()))
+            .send()
+            .await
+            .expect("query index");
+        out.items.unwrap_or_default().len()
+    };
+    table.store.put_connection(&a, &[]).await.expect("put a");
+    table.store.put_connection(&b, &[]).await.expect("put b");
+
+    table.store.join_room(&a, &lobby).await.expect("join a");
+    table.store.join_room(&b, &lobby).await.expect("join b");
+    assert_eq!(index_entries().await, 1, "one entry however many members");
+
+    table.counter.reset();
+    table.store.leave_room(&a.connection_id, &lobby).await.expect("leave a");
+    let not_emptied = table.counter.count("UpdateItem");
+    table.counter.reset();
+    table.store.leave_room(&b.connection_id, &lobby).await.expect("leave b");
+    let emptied = table.counter.count("UpdateItem");
+
+    assert_eq!(index_entries().await, 0, "an emptied room leaves the index");
+    // The emptying leave also pays the `active_rooms` stats ADD, as it always did; the index removal is the one more.
+    assert_eq!(emptied, not_emptied + 2, "only the leave that empties the room pays the index removal");
+    table.drop_table().await;
+}

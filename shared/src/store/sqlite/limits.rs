@@ -1,8 +1,11 @@
-//! Rate-limit buckets (GCRA): one row per bucket holding its theoretical arrival time.
+//! Rate-limit buckets (GCRA): one row per bucket holding its theoretical arrival time, except a connection's inbound
+//! bucket, which is the `inbound_tat` column of its row, moved together with its `last_activity`.
 
 use chrono::{DateTime, Utc};
 
 use super::SqliteStore;
+use super::codec::from_millis;
+use crate::ids::ConnectionId;
 use crate::store::{Admission, RateLimit, StoreError, StoreResult, gcra_step};
 
 /// Reads and moves the bucket in one write transaction, so concurrent admits of one key are serialised. Rows of
@@ -42,4 +45,51 @@ pub(super) async fn admit(
         .map_err(StoreError::backend)?;
     tx.commit().await.map_err(StoreError::backend)?;
     Ok(admission)
+}
+
+/// The connection row's `inbound_tat` is the bucket; the update that moves it also stamps `last_activity`. Read and
+/// update share one write transaction, so concurrent frames of a connection are serialised.
+pub(super) async fn admit_frame(
+    store: &SqliteStore,
+    connection: &ConnectionId,
+    limit: RateLimit,
+    now: DateTime<Utc>,
+) -> StoreResult<Admission> {
+    let now = now.timestamp_millis();
+    let mut tx = store.write_tx().await?;
+    let row: Option<Option<i64>> = sqlx::query_scalar("SELECT inbound_tat FROM connections WHERE connection_id = ?")
+        .bind(connection.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::backend)?;
+    // A connection that is no longer recorded (a disconnect raced this frame) has no bucket to hold it back, and a
+    // frame is let through whenever the limiter cannot decide.
+    let Some(tat) = row else { return Ok(Admission::Allowed) };
+    let admission = match gcra_step(tat, now, limit) {
+        Ok(tat) => {
+            sqlx::query("UPDATE connections SET inbound_tat = ?, last_activity = ? WHERE connection_id = ?")
+                .bind(tat)
+                .bind(now)
+                .bind(connection.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::backend)?;
+            Admission::Allowed
+        }
+        Err(retry_after) => Admission::Limited { retry_after },
+    };
+    tx.commit().await.map_err(StoreError::backend)?;
+    Ok(admission)
+}
+
+pub(super) async fn connection_activity(
+    store: &SqliteStore,
+    connection: &ConnectionId,
+) -> StoreResult<Option<DateTime<Utc>>> {
+    let at: Option<Option<i64>> = sqlx::query_scalar("SELECT last_activity FROM connections WHERE connection_id = ?")
+        .bind(connection.as_str())
+        .fetch_optional(&store.reader)
+        .await
+        .map_err(StoreError::backend)?;
+    at.flatten().map(|ms| from_millis("last_activity", ms)).transpose()
 }

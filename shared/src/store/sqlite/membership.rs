@@ -3,12 +3,12 @@
 use sqlx::{Sqlite, Transaction};
 
 use super::SqliteStore;
-use super::codec::{connection_id_from, room_from, user_from};
+use super::codec::{column, connection_id_from, room_from, user_from};
 use crate::ids::{ConnectionId, UserId};
 use crate::rooms::RoomName;
 use crate::store::{
-    ConnectionRecord, MEMBERS_CURSOR, Member, Page, StoreError, StoreResult, USER_ROOMS_CURSOR, decode_cursor,
-    page_from,
+    ACTIVE_ROOMS_CURSOR, ActiveRoom, ConnectionRecord, MEMBERS_CURSOR, Member, Page, StoreError, StoreResult,
+    USER_ROOMS_CURSOR, decode_cursor, page_from,
 };
 
 /// `NotFound` when the connection is unknown (a concurrent disconnect removed it): no membership may outlive
@@ -196,6 +196,38 @@ pub(super) async fn user_rooms_page(
     .map(|row| room_from(row, "room"))
     .collect::<StoreResult<Vec<_>>>()?;
     Ok(page_from(rooms, limit as usize, USER_ROOMS_CURSOR, RoomName::as_str))
+}
+
+/// Rooms with members, in room name order from the cursor on: the grouping walks the memberships' primary key
+/// (room, connection) from the cursor, and each room's last `seq` is one lookup at the end of its events' key.
+pub(super) async fn active_rooms_page(
+    store: &SqliteStore,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<Page<ActiveRoom>> {
+    let after = after.map(|cursor| decode_cursor(ACTIVE_ROOMS_CURSOR, cursor)).transpose()?;
+    let limit = limit.max(1);
+    let rows = sqlx::query(
+        "SELECT room, members,
+                COALESCE((SELECT MAX(seq) FROM room_events WHERE room_events.room = active.room), 0) AS last_seq
+         FROM (SELECT room, COUNT(*) AS members FROM memberships WHERE room > ?1
+               GROUP BY room ORDER BY room LIMIT ?2) AS active
+         ORDER BY room",
+    )
+    .bind(after.as_deref().unwrap_or(""))
+    .bind(i64::from(limit) + 1)
+    .fetch_all(&store.reader)
+    .await
+    .map_err(StoreError::backend)?;
+    let mut rooms = Vec::with_capacity(rows.len());
+    for row in &rows {
+        rooms.push(ActiveRoom {
+            room: room_from(row, "room")?,
+            members: u64::try_from(column::<i64>(row, "members")?).unwrap_or(0),
+            last_seq: u64::try_from(column::<i64>(row, "last_seq")?).unwrap_or(0),
+        });
+    }
+    Ok(page_from(rooms, limit as usize, ACTIVE_ROOMS_CURSOR, |r| r.room.as_str()))
 }
 
 /// Adds a membership inside `tx`; false when the connection was already in the room.

@@ -33,8 +33,8 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Sqlite, Transaction};
 
 use super::{
-    Admission, Appended, CallRecord, CallTransition, ConnectionRecord, HistoryQuery, IdempotencyClaim, Member,
-    NewRoomEvent, Notification, NotificationQuery, NotificationSelector, Page, PresenceRecord, RateLimit,
+    ActiveRoom, Admission, Appended, CallRecord, CallTransition, ConnectionRecord, HistoryQuery, IdempotencyClaim,
+    Member, NewRoomEvent, Notification, NotificationQuery, NotificationSelector, Page, PresenceRecord, RateLimit,
     RemovedConnection, RoomEvent, Stats, Store, StoreError, StoreResult,
 };
 use crate::ids::{ConnectionId, UserId};
@@ -175,6 +175,10 @@ impl Store for SqliteStore {
         membership::room_member_count(self, room).await
     }
 
+    async fn active_rooms_page(&self, after: Option<&str>, limit: u32) -> StoreResult<Page<ActiveRoom>> {
+        membership::active_rooms_page(self, after, limit).await
+    }
+
     async fn connection_rooms(&self, connection: &ConnectionId) -> StoreResult<Vec<RoomName>> {
         membership::connection_rooms(self, connection).await
     }
@@ -245,6 +249,19 @@ impl Store for SqliteStore {
 
     async fn admit(&self, key: &str, limit: RateLimit, now: DateTime<Utc>) -> StoreResult<Admission> {
         limits::admit(self, key, limit, now).await
+    }
+
+    async fn admit_frame(
+        &self,
+        connection: &ConnectionId,
+        limit: RateLimit,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Admission> {
+        limits::admit_frame(self, connection, limit, now).await
+    }
+
+    async fn connection_activity(&self, connection: &ConnectionId) -> StoreResult<Option<DateTime<Utc>>> {
+        limits::connection_activity(self, connection).await
     }
 
     async fn count_messages(&self, n: u64) -> StoreResult<()> {
