@@ -161,14 +161,24 @@ pub(super) async fn delete_connection(
         writes.push(DynamoStore::delete_request(membership_key(room, id))?);
     }
     let mut offline = None;
+    let mut presence_error = None;
     if own_change < 0 {
-        // The offline presence rides the batch that removes the items.
-        let found = presence::presence_and_subscribers(store, &user).await?;
-        let presence = PresenceRecord::gone_offline(&user, found.stored, now_millis());
-        writes.push(DynamoStore::put_request(presence::presence_item(&presence))?);
-        offline = Some(WentOffline { presence, subscribers: found.subscribers });
+        // The offline presence rides the batch that removes the items. If it cannot be read, the removal still
+        // happens, and the error is reported after it.
+        match presence::presence_and_subscribers(store, &user).await {
+            Ok(found) => {
+                let presence = PresenceRecord::gone_offline(&user, found.stored, now_millis());
+                writes.push(DynamoStore::put_request(presence::presence_item(&presence))?);
+                offline = Some(WentOffline { presence, subscribers: found.subscribers });
+            }
+            Err(error) => presence_error = Some(error),
+        }
     }
     store.batch_write(writes).await?;
+    store.adjust_stats(&[("active_connections", -1), ("active_rooms", became_empty)]).await?;
+    if let Some(error) = presence_error {
+        return Err(error);
+    }
     if offline.is_none() {
         // This connection's mirror is deleted before asking, so of two last connections closing at once at least
         // the later one finds none left.
@@ -186,7 +196,6 @@ pub(super) async fn delete_connection(
             offline = Some(WentOffline { presence, subscribers: found.subscribers });
         }
     }
-    store.adjust_stats(&[("active_connections", -1), ("active_rooms", became_empty)]).await?;
     Ok(Some(RemovedConnection { record, rooms, last_of_user: offline.is_some(), offline }))
 }
 
