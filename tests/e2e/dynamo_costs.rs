@@ -145,9 +145,10 @@ fn ok(ack: &Value) {
 async fn each_action_makes_the_dynamodb_requests_its_design_says_and_the_table_is_printed() {
     let Some(bench) = Bench::start().await else { return };
 
-    // Connect: one UpdateItem for the connection item (with its room set), BatchWriteItem for the user mirror and
-    // the k memberships (25 items a request), then the counters behind /health: one UpdateItem per room's member
-    // count and one for the global stats. Presence reads the user's connections and stored status.
+    // Connect: one Query of the user's partition (open connections for the per-user limit, stored presence and
+    // presence subscribers), one UpdateItem for the connection item (with its room set), BatchWriteItem for the
+    // user mirror and the k memberships (25 items a request), then the counters: one UpdateItem per room's member
+    // count and one for the global stats.
     for (role, token_rooms) in [("customer", 0), ("admin", 0), ("customer", 28)] {
         let rooms: Vec<String> = (0..token_rooms).map(|i| format!("topic:auto-{i}")).collect();
         let user = format!("connect-{role}-{token_rooms}");
@@ -158,7 +159,8 @@ async fn each_action_makes_the_dynamodb_requests_its_design_says_and_the_table_i
         bench.rename_last(&row.action);
         assert_eq!(row.count("BatchWriteItem"), (k + 1).div_ceil(25), "{}", row.action);
         assert_eq!(row.count("UpdateItem"), 1 + k + 1, "connection item, k member counts, stats: {}", row.action);
-        assert_eq!(row.total(), 5 + (k + 1).div_ceil(25) + k, "{}", row.action);
+        assert_eq!((row.count("Query"), row.count("BatchGetItem")), (1, 0), "{}", row.action);
+        assert_eq!(row.total(), 3 + (k + 1).div_ceil(25) + k, "{}", row.action);
         client.close().await;
         bench.settle().await;
     }
@@ -204,8 +206,15 @@ async fn each_action_makes_the_dynamodb_requests_its_design_says_and_the_table_i
     let room = "topic:costs";
     let (ack, row) = bench.measure("room:join (new room)", alice.request("room:join", json!({"room": room}))).await;
     ok(&ack);
-    // The rate limit, the connection's rooms (room limit), members before (for participants), the membership
-    // transaction, participation, the member count and stats counters, the latest seq for the read state.
+    // The rate limit, the membership transaction (its condition is the room limit), participation, the member count
+    // and stats counters (the room became active), and one Query for the members and the latest seq.
+    assert_eq!(
+        (row.count("TransactWriteItems"), row.count("Query"), row.count("GetItem")),
+        (1, 1, 0),
+        "{}",
+        row.action
+    );
+    assert_eq!(row.total(), 6, "{}", row.action);
     let join_requests = row.total();
     for i in 0..30 {
         ok(&alice.request("message:send", json!({"room": room, "content": format!("m{i}")})).await);
@@ -223,9 +232,12 @@ async fn each_action_makes_the_dynamodb_requests_its_design_says_and_the_table_i
     ok(&ack);
     let leave_requests = row.total();
     let (_, row) = bench.measure("disconnect (2 auto rooms)", alice.close()).await;
-    // Two automatic rooms (`user:alice`, `customer:alice`), and alice's last connection. Both rooms empty, so each
-    // also leaves the active-rooms index: one conditional UpdateItem a room.
-    assert_eq!(row.total(), 6 + 1 + 2 + 2, "{}", row.action);
+    // Two automatic rooms (`user:alice`, `customer:alice`), and alice's last connection: DeleteItem, the two member
+    // counts (the user room's reaching 0 says "last"), one Query for the stored presence and its subscribers, one
+    // BatchWriteItem removing the mirror and memberships and storing the offline presence, the stats counter. Both
+    // rooms empty, so each also leaves the active-rooms index: one conditional UpdateItem a room.
+    assert_eq!((row.count("UpdateItem"), row.count("Query"), row.count("BatchWriteItem")), (5, 1, 1), "{}", row.action);
+    assert_eq!(row.total(), 6 + 2, "{}", row.action);
     let disconnect_requests = row.total();
 
     bench.print();

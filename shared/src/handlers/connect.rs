@@ -42,11 +42,13 @@ pub async fn handle(
         refusal(500, ErrorCode::Internal, "could not record the connection; try again")
     };
     // Counted before the connection is recorded, so a refused connect leaves nothing behind. Two connects racing at
-    // the limit can both pass; the limit is a guard against runaway clients, not an exact quota.
-    let open = match deps.store.user_connections(&caller.identity.user_id).await {
-        Ok(open) => open.len(),
+    // the limit can both pass; the limit is a guard against runaway clients, not an exact quota. The same read
+    // brings what the presence announcement needs, so it costs no second read.
+    let before = match deps.store.user_presence(&caller.identity.user_id).await {
+        Ok(before) => before,
         Err(error) => return Ok(store_failed(error)),
     };
+    let open = before.connections.len();
     let max = deps.config.limits.max_connections_per_user;
     if open >= max {
         tracing::info!(open, max, "connect refused: too many connections");
@@ -64,8 +66,8 @@ pub async fn handle(
     tokens::schedule_first_check(deps, &caller).await;
 
     // Telling subscribers is best effort: the connection is already recorded and usable.
-    if let Err(error) = presence::on_connected(deps, &caller, open == 0).await {
-        tracing::warn!(error = %error, "presence update after connect failed");
+    if open == 0 {
+        presence::on_first_connect(deps, &caller, before).await;
     }
 
     let mut answer = response(200, None);

@@ -73,10 +73,8 @@ pub async fn announce_departure(deps: &Deps, removed: &RemovedConnection) {
             tracing::warn!(room = %room, error = %error, "could not announce a departure");
         }
     }
-    if removed.last_of_user
-        && let Err(error) = presence::on_last_disconnect(deps, user).await
-    {
-        tracing::warn!(error = %error, "presence update after disconnect failed");
+    if let Some(offline) = &removed.offline {
+        presence::on_last_disconnect(deps, user, offline.clone()).await;
     }
 }
 

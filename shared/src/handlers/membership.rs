@@ -14,7 +14,7 @@ use crate::protocol::payloads::{
 };
 use crate::protocol::{ErrorCode, ServerFrame, events, now};
 use crate::rooms::{Access, JoinFacts, RoomRule};
-use crate::store::{HistoryQuery, Member, StoreError};
+use crate::store::{HistoryQuery, JoinOutcome, Member, StoreError};
 
 /// Most users listed in a `room:join` ack; `participantCount` gives the total and `room:members` pages the rest.
 /// 200 user ids of at most 128 characters stay far below API Gateway's 128 KB route-response limit.
@@ -67,36 +67,40 @@ pub async fn join(deps: &Deps, caller: &Caller, request: RoomRequest) -> ActionR
     check_access(deps, &caller.identity, &room).await?;
 
     let max_rooms = deps.config.limits.max_rooms_per_connection;
-    let current = deps.store.connection_rooms(caller.id()).await?;
-    if !current.contains(&room) && current.len() >= max_rooms {
-        return Err(ActionError::new(
-            ErrorCode::RateLimited,
-            format!("a connection may be in at most {max_rooms} rooms; leave one first"),
-        ));
-    }
-
+    let joined = match deps.store.join_room_within(&caller.connection, &room, max_rooms).await? {
+        JoinOutcome::Joined => true,
+        JoinOutcome::AlreadyMember => false,
+        JoinOutcome::RoomLimit => {
+            return Err(ActionError::new(
+                ErrorCode::RateLimited,
+                format!("a connection may be in at most {max_rooms} rooms; leave one first"),
+            ));
+        }
+    };
     let user = &caller.identity.user_id;
-    let before = deps.store.room_members(&room).await?;
-    let user_was_present = before.iter().any(|m| &m.user_id == user);
-    let joined = deps.store.join_room(&caller.connection, &room).await?;
     let announces = deps.config.room_policy.announces_membership(&room);
     if announces {
         deps.store.record_participation(user, &room).await?;
     }
     tracing::info!(room = %room, joined, "room join");
 
+    // Read after the join, so the latest `seq` includes every event stored before this connection could receive
+    // pushes; the other members are everyone but this connection.
+    let state = deps.store.room_state(&room).await?;
+    let others: Vec<&Member> = state.members.iter().filter(|m| &m.connection_id != caller.id()).collect();
+    let user_was_present = others.iter().any(|m| &m.user_id == user);
     if joined && !user_was_present && announces {
         let joined_event = UserJoined { room: room.clone(), user_id: user.clone(), user: caller.identity.profile() };
         let frame = ServerFrame::typed_room_event(events::ROOM_USER_JOINED, room.as_str(), &joined_event);
-        deps.deliver(before.iter().map(|m| m.connection_id.clone()).collect(), &frame).await;
+        deps.deliver(others.iter().map(|m| m.connection_id.clone()).collect(), &frame).await;
     }
 
-    let mut users: BTreeSet<&UserId> = before.iter().map(|m| &m.user_id).collect();
+    let mut users: BTreeSet<&UserId> = others.iter().map(|m| &m.user_id).collect();
     users.insert(user);
     let participant_count = users.len() as u64;
     let participants =
         users.into_iter().take(MAX_JOIN_PARTICIPANTS).map(|id| Participant { user_id: id.clone() }).collect();
-    Ok(Joined { room: room.clone(), joined, participants, participant_count, last_seq: last_seq(deps, &room).await? })
+    Ok(Joined { room, joined, participants, participant_count, last_seq: state.latest_seq })
 }
 
 /// The room's latest durable `seq`, 0 before anything was stored.

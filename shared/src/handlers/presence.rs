@@ -19,40 +19,26 @@ use crate::ids::{RoomName, UserId};
 use crate::protocol::payloads::{Presence, Presences, SetPresence, Subscribed, Unsubscribed, UsersRequest};
 use crate::protocol::{ErrorCode, ServerFrame, events, timestamp};
 use crate::rooms::RoomRule;
-use crate::store::{PresenceRecord, PresenceStatus};
+use crate::store::{Member, PresenceRecord, PresenceStatus, UserPresence, WentOffline};
 
 const MAX_USERS_PER_REQUEST: usize = 50;
 const MAX_CUSTOM_STATUS_CHARS: usize = 140;
 /// How many of a user's rooms (in name order) the visibility rule looks through for a shared conversation.
 const MAX_ROOMS_CONSIDERED: usize = 500;
 
-/// Called after `$connect`: the user's first connection (`first`: none was open before it) brings them online for
-/// their subscribers.
-pub async fn on_connected(deps: &Deps, caller: &Caller, first: bool) -> Result<(), HandlerError> {
+/// Called after `$connect` recorded the user's first connection (none was open before it): brings them online for
+/// their subscribers, from what `$connect` read before recording it.
+pub async fn on_first_connect(deps: &Deps, caller: &Caller, before: UserPresence) {
     let user = &caller.identity.user_id;
-    if first {
-        let stored = deps.store.get_presence(std::slice::from_ref(user)).await?.into_iter().next();
-        let payload = presence_payload(user, stored.as_ref(), true);
-        announce(deps, user, payload).await?;
-    }
-    Ok(())
+    let payload = presence_payload(user, before.stored.as_ref(), true);
+    announce_to(deps, user, before.subscribers, payload).await;
 }
 
-/// Called when a user's last connection is gone: stamps last-seen and tells subscribers the user is offline.
-/// A lingering `in_call` is cleared, since a user without connections is in no call.
-pub async fn on_last_disconnect(deps: &Deps, user: &UserId) -> Result<(), HandlerError> {
-    let stored = deps.store.get_presence(std::slice::from_ref(user)).await?.into_iter().next();
-    let record = PresenceRecord {
-        user_id: user.clone(),
-        status: match stored.as_ref().map(|p| p.status) {
-            Some(PresenceStatus::InCall | PresenceStatus::Offline) | None => PresenceStatus::Online,
-            Some(status) => status,
-        },
-        custom_status: stored.and_then(|p| p.custom_status),
-        last_seen: chrono::Utc::now(),
-    };
-    deps.store.set_presence(&record).await?;
-    announce(deps, user, presence_payload(user, Some(&record), false)).await
+/// Called when a user's last connection is gone: the store already stamped last-seen (and cleared a lingering
+/// `in_call`, since a user without connections is in no call); this tells the subscribers the user is offline.
+pub async fn on_last_disconnect(deps: &Deps, user: &UserId, offline: WentOffline) {
+    let payload = presence_payload(user, Some(&offline.presence), false);
+    announce_to(deps, user, offline.subscribers, payload).await;
 }
 
 /// Sets the stored status of a user (used by the call flow for `in_call`) and tells subscribers.
@@ -85,11 +71,15 @@ fn presence_payload(user: &UserId, stored: Option<&PresenceRecord>, online: bool
 }
 
 async fn announce(deps: &Deps, user: &UserId, payload: Presence) -> Result<(), HandlerError> {
+    let subscribers = deps.store.room_members(&RoomName::presence_of(user)).await?;
+    announce_to(deps, user, subscribers, payload).await;
+    Ok(())
+}
+
+async fn announce_to(deps: &Deps, user: &UserId, subscribers: Vec<Member>, payload: Presence) {
     let room = RoomName::presence_of(user);
-    let subscribers = deps.store.room_members(&room).await?;
     let frame = ServerFrame::typed_room_event(events::PRESENCE_CHANGED, room.as_str(), &payload);
     deps.deliver(subscribers.into_iter().map(|m| m.connection_id).collect(), &frame).await;
-    Ok(())
 }
 
 /// `presence:set {status, customStatus?}` with status online, away, busy or in_call → ack with the new presence.

@@ -16,8 +16,8 @@ use serde_json::json;
 
 use super::{
     ActiveRoom, Admission, CallRecord, CallState, CallTransition, CallType, ConnectionRecord, HistoryQuery,
-    IdempotencyClaim, Member, NewRoomEvent, Notification, NotificationQuery, NotificationSelector, PresenceRecord,
-    PresenceStatus, RateLimit, RoomEvent, Store, StoreError, StoreResult,
+    IdempotencyClaim, JoinOutcome, Member, NewRoomEvent, Notification, NotificationQuery, NotificationSelector,
+    PresenceRecord, PresenceStatus, RateLimit, RoomEvent, RoomState, Store, StoreError, StoreResult, UserPresence,
 };
 use crate::ids::{ConnectionId, UserId};
 use crate::rooms::RoomName;
@@ -45,6 +45,10 @@ macro_rules! with_every_case {
             idempotency_claim_complete_release,
             stats_count_connections_rooms_messages,
             presence_set_and_get,
+            user_presence_reads_connections_status_and_subscribers,
+            last_disconnect_stamps_presence_and_names_subscribers,
+            join_room_within_refuses_past_the_room_limit,
+            room_state_has_members_and_latest_seq,
             notifications_list_page_filter_and_mark_read,
             calls_transition_conditionally,
             token_expiry_round_trips_and_extends,
@@ -493,6 +497,143 @@ pub async fn presence_set_and_get(store: &dyn Store) {
     assert_eq!(store.get_presence(std::slice::from_ref(&u1)).await.expect("get p1"), [away]);
     assert!(store.get_presence(&[]).await.expect("get nobody").is_empty());
     assert!(store.get_presence(&[unknown]).await.expect("get unknown").is_empty());
+}
+
+pub async fn user_presence_reads_connections_status_and_subscribers(store: &dyn Store) {
+    let (watched, watcher) = (user("watched"), user("watcher"));
+    assert_eq!(store.user_presence(&watched).await.expect("nothing yet"), UserPresence::default());
+
+    let (first, second) = (connection(&watched), connection(&watched));
+    store.put_connection(&first, &[RoomName::for_user(&watched)]).await.expect("put first");
+    store.put_connection(&second, &[]).await.expect("put second");
+    let stored = PresenceRecord {
+        user_id: watched.clone(),
+        status: PresenceStatus::Busy,
+        custom_status: None,
+        last_seen: now(),
+    };
+    store.set_presence(&stored).await.expect("set presence");
+    let subscriber = connection(&watcher);
+    store.put_connection(&subscriber, &[]).await.expect("put subscriber");
+    let room = RoomName::presence_of(&watched);
+    assert!(store.join_room(&subscriber, &room).await.expect("subscribe"));
+
+    let found = store.user_presence(&watched).await.expect("user presence");
+    assert_eq!(by_connection(found.connections), by_connection(vec![first.clone(), second.clone()]));
+    assert_eq!(found.stored, Some(stored));
+    assert_eq!(found.subscribers, [member(&subscriber)]);
+    // A presence room is a room like any other for every other operation.
+    assert_eq!(store.room_members(&room).await.expect("members"), [member(&subscriber)]);
+    let page = store.room_members_page(&room, None, 10).await.expect("page");
+    assert_eq!(page.items, [member(&subscriber)]);
+    assert_eq!(store.room_member_count(&room).await.expect("count"), 1);
+    assert_eq!(store.connection_rooms(&subscriber.connection_id).await.expect("rooms"), std::slice::from_ref(&room));
+    assert!(store.leave_room(&subscriber.connection_id, &room).await.expect("unsubscribe"));
+    assert!(store.user_presence(&watched).await.expect("after leave").subscribers.is_empty());
+    assert!(store.join_room(&subscriber, &room).await.expect("subscribe again"));
+    let removed = store.delete_connection(&subscriber.connection_id).await.expect("delete").expect("existed");
+    assert_eq!(removed.rooms, std::slice::from_ref(&room));
+    assert!(store.room_members(&room).await.expect("members after delete").is_empty());
+    assert_eq!(store.room_member_count(&room).await.expect("count after delete"), 0);
+
+    for conn in [first, second] {
+        store.delete_connection(&conn.connection_id).await.expect("cleanup");
+    }
+}
+
+pub async fn last_disconnect_stamps_presence_and_names_subscribers(store: &dyn Store) {
+    // With and without the user's own room: an adapter may decide "last" from that room's member count.
+    for own_room in [true, false] {
+        let (user, watcher) = (user("leaving"), user("watcher"));
+        let rooms = if own_room { vec![RoomName::for_user(&user)] } else { Vec::new() };
+        let (first, second) = (connection(&user), connection(&user));
+        store.put_connection(&first, &rooms).await.expect("put first");
+        store.put_connection(&second, &rooms).await.expect("put second");
+        let subscriber = connection(&watcher);
+        store.put_connection(&subscriber, &[]).await.expect("put subscriber");
+        store.join_room(&subscriber, &RoomName::presence_of(&user)).await.expect("subscribe");
+        let away = PresenceRecord {
+            user_id: user.clone(),
+            status: PresenceStatus::Away,
+            custom_status: Some("lunch".to_owned()),
+            last_seen: now() - Duration::hours(1),
+        };
+        store.set_presence(&away).await.expect("set away");
+
+        let removed = store.delete_connection(&first.connection_id).await.expect("delete first").expect("existed");
+        assert!(!removed.last_of_user && removed.offline.is_none(), "{removed:?}");
+        assert_eq!(store.get_presence(std::slice::from_ref(&user)).await.expect("get"), std::slice::from_ref(&away));
+
+        let before = now();
+        let removed = store.delete_connection(&second.connection_id).await.expect("delete second").expect("existed");
+        assert!(removed.last_of_user);
+        let offline = removed.offline.expect("the last connection reports the offline presence");
+        assert_eq!(offline.subscribers, [member(&subscriber)]);
+        assert_eq!(
+            (offline.presence.status, offline.presence.custom_status.as_deref()),
+            (PresenceStatus::Away, Some("lunch"))
+        );
+        assert!(offline.presence.last_seen >= before, "last seen is the disconnect: {offline:?}");
+        assert_eq!(
+            store.get_presence(std::slice::from_ref(&user)).await.expect("get"),
+            std::slice::from_ref(&offline.presence)
+        );
+
+        // A user without connections is in no call, and one who never chose a status is online when back.
+        let third = connection(&user);
+        store.put_connection(&third, &rooms).await.expect("put third");
+        store.set_presence(&PresenceRecord { status: PresenceStatus::InCall, ..away }).await.expect("in call");
+        let removed = store.delete_connection(&third.connection_id).await.expect("delete third").expect("existed");
+        assert_eq!(removed.offline.expect("last").presence.status, PresenceStatus::Online);
+        let newcomer = connection(&self::user("newcomer"));
+        let rooms = if own_room { vec![RoomName::for_user(&newcomer.user_id)] } else { Vec::new() };
+        store.put_connection(&newcomer, &rooms).await.expect("put newcomer");
+        let removed =
+            store.delete_connection(&newcomer.connection_id).await.expect("delete newcomer").expect("existed");
+        let offline = removed.offline.expect("last");
+        assert_eq!((offline.presence.status, offline.presence.custom_status), (PresenceStatus::Online, None));
+        assert!(offline.subscribers.is_empty());
+
+        store.delete_connection(&subscriber.connection_id).await.expect("cleanup");
+    }
+}
+
+pub async fn join_room_within_refuses_past_the_room_limit(store: &dyn Store) {
+    let conn = connection(&user("limited"));
+    let (a, b, c) = (room("topic"), room("topic"), room("topic"));
+    store.put_connection(&conn, std::slice::from_ref(&a)).await.expect("put");
+
+    assert_eq!(store.join_room_within(&conn, &b, 2).await.expect("second room"), JoinOutcome::Joined);
+    assert_eq!(store.join_room_within(&conn, &c, 2).await.expect("third room"), JoinOutcome::RoomLimit);
+    assert!(store.room_members(&c).await.expect("members").is_empty(), "a refused join writes nothing");
+    assert_eq!(sorted(store.connection_rooms(&conn.connection_id).await.expect("rooms")), sorted(vec![a, b.clone()]));
+    assert_eq!(store.join_room_within(&conn, &b, 2).await.expect("again"), JoinOutcome::AlreadyMember);
+    assert!(store.leave_room(&conn.connection_id, &b).await.expect("leave"));
+    assert_eq!(store.join_room_within(&conn, &c, 2).await.expect("room freed"), JoinOutcome::Joined);
+    let ghost = store.join_room_within(&connection(&user("ghost")), &c, 2).await;
+    assert!(matches!(ghost, Err(StoreError::NotFound)), "{ghost:?}");
+
+    store.delete_connection(&conn.connection_id).await.expect("cleanup");
+}
+
+pub async fn room_state_has_members_and_latest_seq(store: &dyn Store) {
+    let topic = room("topic");
+    assert_eq!(store.room_state(&topic).await.expect("empty room"), RoomState::default());
+    let (one, two) = (connection(&user("state")), connection(&user("state")));
+    for conn in [&one, &two] {
+        store.put_connection(conn, std::slice::from_ref(&topic)).await.expect("put");
+    }
+    for i in 0..3 {
+        store.append_event(new_event(&topic, None, None, json!({ "i": i }))).await.expect("append");
+    }
+
+    let state = store.room_state(&topic).await.expect("room state");
+    assert_eq!(sorted(state.members), sorted(vec![member(&one), member(&two)]));
+    assert_eq!(state.latest_seq, 3);
+
+    for conn in [one, two] {
+        store.delete_connection(&conn.connection_id).await.expect("cleanup");
+    }
 }
 
 // ---- notifications ----------------------------------------------------------------------------------------------

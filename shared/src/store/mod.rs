@@ -126,6 +126,43 @@ pub struct RemovedConnection {
     pub rooms: Vec<RoomName>,
     /// True when this was the user's last connection: the user is now offline.
     pub last_of_user: bool,
+    /// When this was the user's last connection: their stored presence as [`PresenceRecord::gone_offline`] left it,
+    /// and who subscribes to it, for the offline announcement. `None` otherwise.
+    pub offline: Option<WentOffline>,
+}
+
+/// The presence side of a user's last connection closing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WentOffline {
+    /// The stored presence after the disconnect: `last_seen` is the disconnect.
+    pub presence: PresenceRecord,
+    /// The connections subscribed to the user's presence (the members of `presence:{user}`).
+    pub subscribers: Vec<Member>,
+}
+
+/// What `$connect` needs to know about a user before recording a connection: their open connections (the
+/// per-user limit, and whether this is the first), their stored presence and their presence subscribers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UserPresence {
+    pub connections: Vec<ConnectionRecord>,
+    pub stored: Option<PresenceRecord>,
+    pub subscribers: Vec<Member>,
+}
+
+/// The answer of [`Store::join_room_within`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinOutcome {
+    Joined,
+    AlreadyMember,
+    /// Nothing was written: the connection is in `max_rooms` rooms already.
+    RoomLimit,
+}
+
+/// A room as a joiner sees it right after joining: its connections and its latest durable `seq` (0 before any).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RoomState {
+    pub members: Vec<Member>,
+    pub latest_seq: u64,
 }
 
 /// A connection in a room.
@@ -199,6 +236,24 @@ pub struct PresenceRecord {
     pub custom_status: Option<String>,
     /// When the user was last connected (set when the last connection closes) or last changed status.
     pub last_seen: DateTime<Utc>,
+}
+
+impl PresenceRecord {
+    /// The stored presence of `user` once their last connection closed at `at`: `last_seen` is then, a chosen status
+    /// (away, busy, a custom text) is kept for their next connection, and a lingering `in_call` reverts to online,
+    /// since a user without connections is in no call.
+    pub fn gone_offline(user: &UserId, stored: Option<PresenceRecord>, at: DateTime<Utc>) -> Self {
+        let status = match stored.as_ref().map(|p| p.status) {
+            Some(PresenceStatus::InCall | PresenceStatus::Offline) | None => PresenceStatus::Online,
+            Some(status) => status,
+        };
+        PresenceRecord {
+            user_id: user.clone(),
+            status,
+            custom_status: stored.and_then(|p| p.custom_status),
+            last_seen: at,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -279,6 +334,11 @@ pub(crate) fn gcra_step(tat: Option<i64>, now: i64, limit: RateLimit) -> Result<
     }
 }
 
+/// Now, truncated to the millisecond precision every adapter keeps, so a record handed back equals the one stored.
+pub(crate) fn now_millis() -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_else(Utc::now)
+}
+
 /// Cursors name the last item of the previous page, tagged with the listing they belong to and base64url-encoded:
 /// opaque to callers, and a cursor of one listing is refused by another. The adapters share these helpers.
 pub(crate) fn encode_cursor(listing: &str, last: &str) -> String {
@@ -321,7 +381,9 @@ pub trait Store: Send + Sync + 'static {
     async fn get_connection(&self, id: &ConnectionId) -> StoreResult<Option<ConnectionRecord>>;
 
     /// Removes the connection and every membership it holds. `Ok(None)` when the connection is unknown, so calling
-    /// it twice (a `$disconnect` after a prune) is harmless.
+    /// it twice (a `$disconnect` after a prune) is harmless. When it was the user's last connection, the user's
+    /// stored presence becomes [`PresenceRecord::gone_offline`] now, and the answer carries it with the presence
+    /// subscribers ([`RemovedConnection::offline`]).
     async fn delete_connection(&self, id: &ConnectionId) -> StoreResult<Option<RemovedConnection>>;
 
     /// Extends a live connection's token expiry (after `auth:refresh`). `false` when the connection is unknown.
@@ -330,6 +392,16 @@ pub trait Store: Send + Sync + 'static {
     /// Every open connection of a user.
     async fn user_connections(&self, user: &UserId) -> StoreResult<Vec<ConnectionRecord>>;
 
+    /// The user's open connections, stored presence and presence subscribers, read together before `$connect`
+    /// records a connection.
+    async fn user_presence(&self, user: &UserId) -> StoreResult<UserPresence> {
+        Ok(UserPresence {
+            connections: self.user_connections(user).await?,
+            stored: self.get_presence(std::slice::from_ref(user)).await?.into_iter().next(),
+            subscribers: self.room_members(&RoomName::presence_of(user)).await?,
+        })
+    }
+
     /// Every open connection: only for an explicit, configured broadcast.
     async fn all_connections(&self) -> StoreResult<Vec<ConnectionId>>;
 
@@ -337,6 +409,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// Adds the connection to the room. Returns false when it was already a member.
     async fn join_room(&self, connection: &ConnectionRecord, room: &RoomName) -> StoreResult<bool>;
+
+    /// [`Store::join_room`] for a connection allowed in at most `max_rooms` rooms: when it is in that many already
+    /// and `room` is not one of them, nothing is written and the answer is [`JoinOutcome::RoomLimit`].
+    async fn join_room_within(
+        &self,
+        connection: &ConnectionRecord,
+        room: &RoomName,
+        max_rooms: usize,
+    ) -> StoreResult<JoinOutcome> {
+        let current = self.connection_rooms(&connection.connection_id).await?;
+        if !current.contains(room) && current.len() >= max_rooms {
+            return Ok(JoinOutcome::RoomLimit);
+        }
+        Ok(if self.join_room(connection, room).await? { JoinOutcome::Joined } else { JoinOutcome::AlreadyMember })
+    }
+
+    /// The room's connections and latest durable `seq`, read together after a join.
+    async fn room_state(&self, room: &RoomName) -> StoreResult<RoomState> {
+        let members = self.room_members(room).await?;
+        let latest = self.history(room, HistoryQuery::Latest { limit: 1 }).await?;
+        Ok(RoomState { members, latest_seq: latest.last().map_or(0, |event| event.seq) })
+    }
 
     /// Removes the connection from the room. Returns false when it was not a member.
     async fn leave_room(&self, connection: &ConnectionId, room: &RoomName) -> StoreResult<bool>;

@@ -7,15 +7,17 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 
 use super::codec::{Item, attr_s, attr_string_set, attr_user, connection_attrs, connection_from_item, n, s, ts};
-use super::keys::{META, TTL, conn_pk, key, room_pk, user_pk};
-use super::{DynamoItemError, DynamoStore};
+use super::keys::{META, TTL, USER_PRESENCE_FIRST, conn_pk, key, membership_key, user_pk};
+use super::{DynamoItemError, DynamoStore, presence};
 use crate::ids::{ConnectionId, UserId};
 use crate::rooms::RoomName;
-use crate::store::{ConnectionRecord, RemovedConnection, StoreError, StoreResult};
+use crate::store::{
+    ConnectionRecord, PresenceRecord, RemovedConnection, StoreError, StoreResult, WentOffline, now_millis,
+};
 
 impl DynamoStore {
     pub(super) fn membership_item(connection: &ConnectionRecord, room: &RoomName) -> Item {
-        let mut item = key(room_pk(room), conn_pk(&connection.connection_id));
+        let mut item = membership_key(room, &connection.connection_id);
         item.insert("user_id".into(), s(connection.user_id.as_str()));
         item.insert(TTL.into(), n(connection.expires_at.timestamp()));
         item
@@ -122,7 +124,7 @@ pub(super) async fn delete_connection(
     id: &ConnectionId,
 ) -> StoreResult<Option<RemovedConnection>> {
     // Deleting with ALL_OLD both reads what to clean up and decides the race between two deleters (a prune and
-    // a `$disconnect`): only one of them gets the old item, so counters move once.
+    // a `$disconnect`): only one of them gets the old item, so counters and presence move once.
     let old = store
         .client
         .delete_item()
@@ -142,23 +144,59 @@ pub(super) async fn delete_connection(
     }
     rooms.sort();
 
-    let mut deletes = vec![DynamoStore::delete_request(key(user_pk(&record.user_id), conn_pk(id)))?];
-    for room in &rooms {
-        deletes.push(DynamoStore::delete_request(key(room_pk(room), conn_pk(id)))?);
-    }
-    store.batch_write(deletes).await?;
-    let became_empty = store.adjust_member_counts(&rooms, -1).await?;
-    store.adjust_stats(&[("active_connections", -1), ("active_rooms", became_empty)]).await?;
+    let user = record.user_id.clone();
 
-    let remaining = store
-        .query_prefix(&user_pk(&record.user_id), "CONN#")
-        .limit(1)
-        .projection_expression("PK")
-        .send()
-        .await
-        .map_err(StoreError::backend)?;
-    let last_of_user = remaining.items.unwrap_or_default().is_empty();
-    Ok(Some(RemovedConnection { record, rooms, last_of_user }))
+    // The counters go first: the connection item is gone, so stopping anywhere from here on leaves only items
+    // that expire by TTL. The user's own room has exactly the user's connections as members, so its count
+    // reaching 0 says this was the last one without a read. A count only drifts high (a connection whose
+    // `$disconnect` never came was never subtracted), so a count above 0 is confirmed by a Query below.
+    let own_room = RoomName::for_user(&user);
+    let (own, others): (Vec<RoomName>, Vec<RoomName>) = rooms.iter().cloned().partition(|room| *room == own_room);
+    let (own_change, others_change) =
+        futures::try_join!(store.adjust_member_counts(&own, -1), store.adjust_member_counts(&others, -1))?;
+    let became_empty = own_change + others_change;
+
+    let mut writes = vec![DynamoStore::delete_request(key(user_pk(&user), conn_pk(id)))?];
+    for room in &rooms {
+        writes.push(DynamoStore::delete_request(membership_key(room, id))?);
+    }
+    let mut offline = None;
+    let mut presence_error = None;
+    if own_change < 0 {
+        // The offline presence rides the batch that removes the items. If it cannot be read, the removal still
+        // happens, and the error is reported after it.
+        match presence::presence_and_subscribers(store, &user).await {
+            Ok(found) => {
+                let presence = PresenceRecord::gone_offline(&user, found.stored, now_millis());
+                writes.push(DynamoStore::put_request(presence::presence_item(&presence))?);
+                offline = Some(WentOffline { presence, subscribers: found.subscribers });
+            }
+            Err(error) => presence_error = Some(error),
+        }
+    }
+    store.batch_write(writes).await?;
+    store.adjust_stats(&[("active_connections", -1), ("active_rooms", became_empty)]).await?;
+    if let Some(error) = presence_error {
+        return Err(error);
+    }
+    if offline.is_none() {
+        // This connection's mirror is deleted before asking, so of two last connections closing at once at least
+        // the later one finds none left.
+        let remaining = store
+            .query_prefix(&user_pk(&user), USER_PRESENCE_FIRST)
+            .limit(1)
+            .projection_expression("PK")
+            .send()
+            .await
+            .map_err(StoreError::backend)?;
+        if remaining.items.unwrap_or_default().is_empty() {
+            let found = presence::presence_and_subscribers(store, &user).await?;
+            let presence = PresenceRecord::gone_offline(&user, found.stored, now_millis());
+            presence::set_presence(store, &presence).await?;
+            offline = Some(WentOffline { presence, subscribers: found.subscribers });
+        }
+    }
+    Ok(Some(RemovedConnection { record, rooms, last_of_user: offline.is_some(), offline }))
 }
 
 pub(super) async fn user_connections(store: &DynamoStore, user: &UserId) -> StoreResult<Vec<ConnectionRecord>> {

@@ -58,6 +58,36 @@ pub(super) fn call_pk(call_id: &str) -> String {
 pub(super) fn idem_pk(key: &str) -> String {
     format!("IDEM#{}", key_part(key))
 }
+/// A presence room's subscribers are stored in the watched user's partition, `USER#{user}`/`PRESENCE#SUB#{id}`,
+/// next to the user's connections (`CONN#…`) and stored presence (`PRESENCE`): `$connect` and the last
+/// `$disconnect` read all three with one Query over the range [`USER_PRESENCE_FIRST`]..=[`USER_PRESENCE_LAST`],
+/// which no other record of the partition sorts into.
+pub(super) const PRESENCE_SUBSCRIBER: &str = "PRESENCE#SUB#";
+pub(super) const USER_PRESENCE_FIRST: &str = "CONN#";
+/// `$` sorts right after `#`, so this bound follows every `PRESENCE#SUB#…` key and precedes `READ#` and `ROOMS#`.
+pub(super) const USER_PRESENCE_LAST: &str = "PRESENCE#SUB$";
+/// The prefix of every other room's membership keys, `ROOM#{room}`/`CONN#{id}`.
+pub(super) const MEMBER: &str = "CONN#";
+
+/// The user whose presence `room` carries, when it is a presence room.
+fn presence_owner(room: &RoomName) -> Option<UserId> {
+    room.as_str().strip_prefix("presence:").and_then(|user| UserId::parse(user).ok())
+}
+
+/// The partition and sort-key prefix of a room's membership items.
+pub(super) fn members_partition(room: &RoomName) -> (String, &'static str) {
+    match presence_owner(room) {
+        Some(user) => (user_pk(&user), PRESENCE_SUBSCRIBER),
+        None => (room_pk(room), MEMBER),
+    }
+}
+
+/// The key of `connection`'s membership item of `room`.
+pub(super) fn membership_key(room: &RoomName, connection: &ConnectionId) -> Item {
+    let (pk, prefix) = members_partition(room);
+    key(pk, format!("{prefix}{connection}"))
+}
+
 pub(super) const META: &str = "META";
 pub(super) const COUNT: &str = "COUNT";
 pub(super) const COUNTER: &str = "COUNTER";

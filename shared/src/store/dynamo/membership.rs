@@ -4,18 +4,18 @@ use std::collections::BTreeSet;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 
-use super::codec::{Item, attr_count, attr_room, attr_s, attr_string_set, attr_user, s, sk_suffix};
+use super::codec::{Item, attr_count, attr_room, attr_s, attr_string_set, attr_u64, attr_user, n, s, sk_suffix};
 use super::keys::{
-    ACTIVE_ROOM_SHARDS, COUNT, COUNTER, GRANT_ROOMS, GSI1, GSI1PK, GSI1SK, META, PART_ROOMS, PK, SK, active_rooms_pk,
-    conn_pk, key, room_pk, user_pk,
+    ACTIVE_ROOM_SHARDS, COUNT, COUNTER, GRANT_ROOMS, GSI1, GSI1PK, GSI1SK, MEMBER, META, PART_ROOMS, PK, SK,
+    active_rooms_pk, conn_pk, key, members_partition, membership_key, room_pk, user_pk,
 };
 use super::requests::{CONDITION_FAILED, cancellation_reasons, reason_is};
 use super::{DynamoItemError, DynamoStore};
 use crate::ids::{ConnectionId, UserId};
 use crate::rooms::RoomName;
 use crate::store::{
-    ACTIVE_ROOMS_CURSOR, ActiveRoom, ConnectionRecord, MEMBERS_CURSOR, Member, Page, StoreError, StoreResult,
-    USER_ROOMS_CURSOR, decode_cursor, page_from,
+    ACTIVE_ROOMS_CURSOR, ActiveRoom, ConnectionRecord, JoinOutcome, MEMBERS_CURSOR, Member, Page, RoomState, StoreError,
+    StoreResult, USER_ROOMS_CURSOR, decode_cursor, page_from,
 };
 
 pub(super) async fn join_room(
@@ -23,22 +23,52 @@ pub(super) async fn join_room(
     connection: &ConnectionRecord,
     room: &RoomName,
 ) -> StoreResult<bool> {
+    match join(store, connection, room, None).await? {
+        JoinOutcome::Joined => Ok(true),
+        JoinOutcome::AlreadyMember | JoinOutcome::RoomLimit => Ok(false),
+    }
+}
+
+pub(super) async fn join_room_within(
+    store: &DynamoStore,
+    connection: &ConnectionRecord,
+    room: &RoomName,
+    max_rooms: usize,
+) -> StoreResult<JoinOutcome> {
+    join(store, connection, room, Some(max_rooms)).await
+}
+
+async fn join(
+    store: &DynamoStore,
+    connection: &ConnectionRecord,
+    room: &RoomName,
+    max_rooms: Option<usize>,
+) -> StoreResult<JoinOutcome> {
     // One transaction: the membership appears only if it is new, and the connection's room set grows with it.
-    // If the connection item is gone (a concurrent disconnect), nothing is written, so no orphan is left.
+    // If the connection item is gone (a concurrent disconnect), nothing is written, so no orphan is left. The room
+    // limit is a condition on the same set, so checking it costs no read: the set is a superset of the memberships,
+    // exactly what a read of it before the join would count.
     let membership = Put::builder()
         .table_name(&store.table)
         .set_item(Some(DynamoStore::membership_item(connection, room)))
         .condition_expression("attribute_not_exists(PK)")
         .build()
         .map_err(StoreError::backend)?;
-    let room_set = Update::builder()
+    let mut room_set = Update::builder()
         .table_name(&store.table)
         .set_key(Some(key(conn_pk(&connection.connection_id), META)))
         .update_expression("ADD rooms :room")
-        .condition_expression("attribute_exists(PK)")
-        .expression_attribute_values(":room", AttributeValue::Ss(vec![room.as_str().to_owned()]))
-        .build()
-        .map_err(StoreError::backend)?;
+        .expression_attribute_values(":room", AttributeValue::Ss(vec![room.as_str().to_owned()]));
+    room_set = match max_rooms {
+        None => room_set.condition_expression("attribute_exists(PK)"),
+        Some(max) => room_set
+            .condition_expression(
+                "attribute_exists(PK) AND (attribute_not_exists(rooms) OR size(rooms) < :max OR contains(rooms, :name))",
+            )
+            .expression_attribute_values(":max", n(i64::try_from(max).unwrap_or(i64::MAX)))
+            .expression_attribute_values(":name", s(room.as_str())),
+    };
+    let room_set = room_set.build().map_err(StoreError::backend)?;
     let sent = store
         .client
         .transact_write_items()
@@ -50,15 +80,45 @@ pub(super) async fn join_room(
         Ok(_) => {}
         Err(e) => {
             return match cancellation_reasons(&e) {
-                Some(r) if reason_is(r, 0, CONDITION_FAILED) => Ok(false),
-                Some(r) if reason_is(r, 1, CONDITION_FAILED) => Err(StoreError::NotFound),
+                Some(r) if reason_is(r, 0, CONDITION_FAILED) => Ok(JoinOutcome::AlreadyMember),
+                // The connection is gone or its set is full; only a refused join pays the read that tells which.
+                Some(r) if reason_is(r, 1, CONDITION_FAILED) => {
+                    match store.fetch(key(conn_pk(&connection.connection_id), META)).await? {
+                        Some(_) if max_rooms.is_some() => Ok(JoinOutcome::RoomLimit),
+                        _ => Err(StoreError::NotFound),
+                    }
+                }
                 _ => Err(StoreError::backend(e)),
             };
         }
     }
     let became_active = store.adjust_member_counts(std::slice::from_ref(room), 1).await?;
     store.adjust_stats(&[("active_rooms", became_active)]).await?;
-    Ok(true)
+    Ok(JoinOutcome::Joined)
+}
+
+/// One strongly consistent Query of the room's partition from its first membership to its sequence counter:
+/// `CONN#…` sorts before `COUNT` and `COUNTER`, so the members and the latest `seq` come back together. The counter
+/// moves in the same transaction that stores an event, so its value is the latest durable `seq`. A presence room
+/// keeps its members elsewhere and has no history, so it is read the plain way.
+pub(super) async fn room_state(store: &DynamoStore, room: &RoomName) -> StoreResult<RoomState> {
+    let (pk, prefix) = members_partition(room);
+    if prefix != MEMBER {
+        return Ok(RoomState {
+            members: room_members(store, room).await?,
+            latest_seq: store.read_counter(room).await?,
+        });
+    }
+    let items = store.query_all(|| store.query_range(&pk, MEMBER, COUNTER)).await?;
+    let mut state = RoomState::default();
+    for item in &items {
+        match attr_s(item, SK)? {
+            sk if sk.starts_with(MEMBER) => state.members.push(member_from_item(item, MEMBER)?),
+            COUNTER => state.latest_seq = attr_u64(item, "seq")?,
+            _ => {}
+        }
+    }
+    Ok(state)
 }
 
 pub(super) async fn leave_room(store: &DynamoStore, connection: &ConnectionId, room: &RoomName) -> StoreResult<bool> {
@@ -67,7 +127,7 @@ pub(super) async fn leave_room(store: &DynamoStore, connection: &ConnectionId, r
         .client
         .delete_item()
         .table_name(&store.table)
-        .set_key(Some(key(room_pk(room), conn_pk(connection))))
+        .set_key(Some(membership_key(room, connection)))
         .return_values(ReturnValue::AllOld)
         .send()
         .await
@@ -99,25 +159,17 @@ pub(super) async fn leave_room(store: &DynamoStore, connection: &ConnectionId, r
 }
 
 pub(super) async fn room_members(store: &DynamoStore, room: &RoomName) -> StoreResult<Vec<Member>> {
+    let (pk, prefix) = members_partition(room);
     let items = store
         .query_all(|| {
             store
-                .query_prefix(&room_pk(room), "CONN#")
+                .query_prefix(&pk, prefix)
                 .projection_expression("SK, user_id")
                 // Fan-out tolerates a just-joined member missing; eventually consistent reads cost half.
                 .consistent_read(false)
         })
         .await?;
-    items
-        .iter()
-        .map(|item| {
-            Ok(Member {
-                connection_id: ConnectionId::parse(sk_suffix(item, "CONN#")?)
-                    .map_err(|_| StoreError::backend(DynamoItemError::Invalid(SK)))?,
-                user_id: attr_user(item, "user_id")?,
-            })
-        })
-        .collect()
+    items.iter().map(|item| member_from_item(item, prefix)).collect()
 }
 
 pub(super) async fn connection_rooms(store: &DynamoStore, connection: &ConnectionId) -> StoreResult<Vec<RoomName>> {
@@ -193,8 +245,9 @@ pub(super) async fn room_members_page(
 ) -> StoreResult<Page<Member>> {
     let after = after.map(|cursor| decode_cursor(MEMBERS_CURSOR, cursor)).transpose()?;
     let limit = limit.max(1);
-    let items = query_page(store, &room_pk(room), "CONN#", after.as_deref(), limit).await?;
-    let members = items.iter().map(member_from_item).collect::<StoreResult<Vec<_>>>()?;
+    let (pk, prefix) = members_partition(room);
+    let items = query_page(store, &pk, prefix, after.as_deref(), limit).await?;
+    let members = items.iter().map(|item| member_from_item(item, prefix)).collect::<StoreResult<Vec<_>>>()?;
     Ok(page_from(members, limit as usize, MEMBERS_CURSOR, |m| m.connection_id.as_str()))
 }
 
@@ -339,9 +392,10 @@ async fn query_page(
     Ok(items)
 }
 
-fn member_from_item(item: &Item) -> StoreResult<Member> {
+/// A membership item whose sort key is `prefix` and the connection id.
+pub(super) fn member_from_item(item: &Item, prefix: &str) -> StoreResult<Member> {
     Ok(Member {
-        connection_id: ConnectionId::parse(sk_suffix(item, "CONN#")?)
+        connection_id: ConnectionId::parse(sk_suffix(item, prefix)?)
             .map_err(|_| StoreError::backend(DynamoItemError::Invalid(SK)))?,
         user_id: attr_user(item, "user_id")?,
     })

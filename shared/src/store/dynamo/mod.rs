@@ -15,7 +15,8 @@
 //! | connection                  | `CONN#{id}`         | `META`                          | full record, `rooms` string set, `ttl`; `in_tat`, `last_activity` |
 //! | user → connection (mirror)  | `USER#{user}`       | `CONN#{id}`                     | full record copy, `ttl`                 |
 //! | room → connection           | `ROOM#{room}`       | `CONN#{id}`                     | `user_id`, `ttl`                        |
-//! | room member count           | `ROOM#{room}`       | `COUNT`                         | `members` (drives `active_rooms`); while non-empty `GSI1PK=ACTIVE#{00..15}`, `GSI1SK={room}` |
+//! | presence subscriber         | `USER#{user}`       | `PRESENCE#SUB#{id}`             | member of `presence:{user}`; `user_id` (the subscriber), `ttl` |
+//! | room member count           | `ROOM#{room}`       | `COUNT`                         | `members` (`active_rooms`; user room: "last connection"); while non-empty `GSI1PK=ACTIVE#{00..15}`, `GSI1SK={room}` |
 //! | grant                       | `ROOM#{room}`       | `GRANT#{user}`                  |                                         |
 //! | user → granted room         | `USER#{user}`       | `ROOMS#GRANT#{room}`            | mirror of the grant                     |
 //! | participation               | `USER#{user}`       | `ROOMS#PART#{room}`             |                                         |
@@ -36,8 +37,17 @@
 //!   so a connect with N rooms writes N + 2 items (two BatchWriteItem calls for 30 rooms), and the rooms to clean up
 //!   are read back atomically by the same DeleteItem that removes the connection. The set is always a superset of
 //!   the memberships: it is written before a membership appears and shrunk after it disappears.
-//! - User → connections is a mirror item in the user's partition, not a GSI: presence decides "last connection
-//!   closed" from it, and a GSI's eventual consistency would report a user offline during a page reload.
+//! - User → connections is a mirror item in the user's partition, not a GSI: the per-user limit and presence read it,
+//!   and a GSI's eventual consistency would report a user offline during a page reload.
+//! - A presence room's subscribers live in the watched user's partition, not the room's: the user's `CONN#…`
+//!   mirrors, `PRESENCE` and `PRESENCE#SUB#…` sort next to each other and nothing else of the partition sorts
+//!   between them (`READ#` and `ROOMS#` come after `PRESENCE#SUB$`), so `$connect` reads the connection limit, the
+//!   status to announce and whom to tell in one Query, and the last `$disconnect` the last two in one.
+//! - The user room's member count (`ROOM#user:{user}`/`COUNT`) counts exactly the user's connections: a disconnect
+//!   that brings it to 0 was the last one, without a read. It can only drift high (a lost `$disconnect`), so any
+//!   other answer is confirmed by a Query of the mirrors.
+//! - A room's `CONN#…` memberships sort just before its `COUNT` and `COUNTER` items, so a join reads the members and
+//!   the latest `seq` in one Query.
 //! - Grants are mirrored into the user partition next to participation (`ROOMS#…`), so a user's conversations are
 //!   one Query.
 //! - Finding an event by id is served by `GSI1`. It is eventually consistent, which is acceptable for looking up
@@ -64,11 +74,15 @@
 //!   item is created, and the dedupe item (when a client message id is given) is created, all or nothing. The
 //!   expected value comes from an in-process hint and, after a lost race, from the failed condition's old item, so
 //!   sequence numbers have no gaps even if a Lambda dies mid-append.
-//! - `join_room`, `add_notification` and `mark_notifications_read` are TransactWriteItems; call transitions,
+//! - `join_room`, `add_notification` and `mark_notifications_read` are TransactWriteItems (a join with a room limit
+//!   makes it a condition on the connection's room set); call transitions,
 //!   watermarks, idempotency claims and `create_call` are conditional writes.
-//! - Member counts and global stats are atomic `ADD` counters updated after the items they count. A crash between the
-//!   two, or a TTL expiry of a connection whose `$disconnect` never arrived, leaves them off; they feed `/health`
-//!   only.
+//! - Member counts and global stats are atomic `ADD` counters updated after the items they count (a disconnect moves
+//!   them once the connection item is gone, before the other items). A crash between the two, or a TTL expiry of a
+//!   connection whose `$disconnect` never arrived, leaves them off; they feed `/health`, and the user room's count
+//!   only ever short-cuts the "last connection" Query when it reaches 0.
+//! - The last disconnect reads the stored presence and rewrites it (`last_seen`) inside its removal batch: a
+//!   `presence:set` between the read and the batch is overwritten, as it was by the read-then-PutItem before.
 
 mod admin;
 mod calls;
@@ -102,8 +116,8 @@ use client::{client_from_config, client_from_sdk_config};
 
 use super::{
     ActiveRoom, Admission, Appended, CallRecord, CallTransition, ConnectionRecord, HistoryQuery, IdempotencyClaim,
-    Member, NewRoomEvent, Notification, NotificationQuery, NotificationSelector, Page, PresenceRecord, RateLimit,
-    RemovedConnection, RoomEvent, Stats, Store, StoreResult,
+    JoinOutcome, Member, NewRoomEvent, Notification, NotificationQuery, NotificationSelector, Page, PresenceRecord,
+    RateLimit, RemovedConnection, RoomEvent, RoomState, Stats, Store, StoreResult, UserPresence,
 };
 use crate::ids::{ConnectionId, UserId};
 use crate::rooms::RoomName;
@@ -206,12 +220,29 @@ impl Store for DynamoStore {
         connections::user_connections(self, user).await
     }
 
+    async fn user_presence(&self, user: &UserId) -> StoreResult<UserPresence> {
+        presence::user_presence(self, user).await
+    }
+
     async fn all_connections(&self) -> StoreResult<Vec<ConnectionId>> {
         connections::all_connections(self).await
     }
 
     async fn join_room(&self, connection: &ConnectionRecord, room: &RoomName) -> StoreResult<bool> {
         membership::join_room(self, connection, room).await
+    }
+
+    async fn join_room_within(
+        &self,
+        connection: &ConnectionRecord,
+        room: &RoomName,
+        max_rooms: usize,
+    ) -> StoreResult<JoinOutcome> {
+        membership::join_room_within(self, connection, room, max_rooms).await
+    }
+
+    async fn room_state(&self, room: &RoomName) -> StoreResult<RoomState> {
+        membership::room_state(self, room).await
     }
 
     async fn leave_room(&self, connection: &ConnectionId, room: &RoomName) -> StoreResult<bool> {

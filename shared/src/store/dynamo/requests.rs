@@ -88,6 +88,24 @@ impl DynamoStore {
             .expression_attribute_values(":prefix", s(prefix))
     }
 
+    /// Query on one partition, `SK` between `low` and `high` inclusive, strongly consistent: several record kinds
+    /// that sort next to each other, read in one request.
+    pub(super) fn query_range(
+        &self,
+        pk: &str,
+        low: &str,
+        high: &str,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("PK = :pk AND SK BETWEEN :low AND :high")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":low", s(low))
+            .expression_attribute_values(":high", s(high))
+    }
+
     /// Writes `requests` in BatchWriteItem calls of at most 25, concurrently, retrying unprocessed items with
     /// backoff. Not atomic: callers order their writes so a partial failure leaves only harmless leftovers.
     pub(super) async fn batch_write(&self, requests: Vec<WriteRequest>) -> StoreResult<()> {

@@ -5,11 +5,14 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 
 use super::SqliteStore;
-use super::codec::{connection_from_row, connection_id_from, room_from};
+use super::codec::{connection_from_row, connection_id_from, room_from, user_from};
 use super::membership::insert_membership;
+use super::presence::{presence_from_row, write_presence};
 use crate::ids::{ConnectionId, UserId};
 use crate::rooms::RoomName;
-use crate::store::{ConnectionRecord, RemovedConnection, StoreError, StoreResult};
+use crate::store::{
+    ConnectionRecord, Member, PresenceRecord, RemovedConnection, StoreError, StoreResult, WentOffline, now_millis,
+};
 
 /// Re-putting a connection id replaces its record and adds the new rooms to its memberships. Only a new
 /// connection counts in `total_connections`: a re-put is the same connection, as in the DynamoDB adapter.
@@ -103,8 +106,37 @@ pub(super) async fn delete_connection(
         .fetch_one(&mut *tx)
         .await
         .map_err(StoreError::backend)?;
+    let offline = if remaining == 0 {
+        let user = &record.user_id;
+        let stored = sqlx::query("SELECT * FROM presence WHERE user_id = ?")
+            .bind(user.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::backend)?
+            .map(|row| presence_from_row(&row))
+            .transpose()?;
+        let presence = PresenceRecord::gone_offline(user, stored, now_millis());
+        write_presence(&mut *tx, &presence).await?;
+        let subscribers =
+            sqlx::query("SELECT connection_id, user_id FROM memberships WHERE room = ? ORDER BY connection_id")
+                .bind(RoomName::presence_of(user).as_str())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StoreError::backend)?
+                .iter()
+                .map(|row| {
+                    Ok(Member {
+                        connection_id: connection_id_from(row, "connection_id")?,
+                        user_id: user_from(row, "user_id")?,
+                    })
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+        Some(WentOffline { presence, subscribers })
+    } else {
+        None
+    };
     tx.commit().await.map_err(StoreError::backend)?;
-    Ok(Some(RemovedConnection { record, rooms, last_of_user: remaining == 0 }))
+    Ok(Some(RemovedConnection { record, rooms, last_of_user: offline.is_some(), offline }))
 }
 
 pub(super) async fn user_connections(store: &SqliteStore, user: &UserId) -> StoreResult<Vec<ConnectionRecord>> {
