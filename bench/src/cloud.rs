@@ -495,7 +495,7 @@ pub struct InitResult {
 /// Starts every function binary and the baseline `plan.starts` times each, interleaved so that a busy moment of
 /// the machine is spread over all of them, and answers their init times, the baseline's first.
 pub async fn init(plan: &InitPlan) -> anyhow::Result<Vec<InitResult>> {
-    let root = tests::function_binaries::workspace_root();
+    let root = ::tests::function_binaries::workspace_root();
     let mut functions: Vec<String> = std::fs::read_dir(root.join("functions"))
         .context("read functions/")?
         .filter_map(|entry| entry.ok().map(|entry| entry.file_name().to_string_lossy().into_owned()))
@@ -521,12 +521,12 @@ pub async fn init(plan: &InitPlan) -> anyhow::Result<Vec<InitResult>> {
                 .into_iter()
                 .find(|path| path.is_file())
                 .with_context(|| format!("no binary for {package} in {}", plan.bin_dir.display()))?;
-            let function = tests::runtime_api::FunctionProcess::start(tests::runtime_api::LaunchSpec {
+            let function = ::tests::runtime_api::FunctionProcess::start(::tests::runtime_api::LaunchSpec {
                 name: package.clone(),
                 binary,
                 env: env.clone(),
                 timeout: *timeout,
-                init_timeout: tests::runtime_api::INIT_TIMEOUT,
+                init_timeout: ::tests::runtime_api::INIT_TIMEOUT,
                 echo_output: false,
             })
             .await?;
@@ -545,8 +545,8 @@ pub async fn init(plan: &InitPlan) -> anyhow::Result<Vec<InitResult>> {
 
 /// The deployment the functions' environment is resolved against. Init does no I/O, so every endpoint is a local
 /// port nothing listens on: a function that called out during init would fail its start here.
-fn template_resolver(root: &Path) -> anyhow::Result<tests::sam_env::Resolver> {
-    use tests::sam_env::{ACCOUNT_ID, REGION, Resolver};
+fn template_resolver(root: &Path) -> anyhow::Result<::tests::sam_env::Resolver> {
+    use ::tests::sam_env::{ACCOUNT_ID, REGION, Resolver};
     const SECRET_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:bellhop/bench-AbCdEf";
     const API_ID: &str = "x5dq2mb9qi";
     const STAGE: &str = "live";
@@ -590,4 +590,39 @@ pub fn init_table(results: &[InitResult], starts: usize, bin_dir: &Path) -> Stri
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_of_a_sorted_slice_is_its_middle() {
+        assert_eq!(median(&[]), 0.0);
+        assert_eq!(median(&[3.0]), 3.0);
+        assert_eq!(median(&[1.0, 2.0, 10.0]), 2.0);
+        assert_eq!(median(&[1.0, 2.0, 4.0, 10.0]), 3.0);
+    }
+
+    #[test]
+    fn every_client_must_receive_every_emit_exactly_once() {
+        let now = Instant::now();
+        let client = |seen: &[(u64, u64)]| -> Receipts {
+            Arc::new(Mutex::new(seen.iter().map(|&(n, count)| (n, (count, now))).collect()))
+        };
+        let clean = Clients { receipts: vec![client(&[(0, 1), (1, 1)]), client(&[(0, 1), (1, 1)])] };
+        assert_eq!(clean.check(2), (0, 0));
+        // One client missed emit 1; another got emit 0 three times and an emit that was never sent.
+        let faulty = Clients { receipts: vec![client(&[(0, 1)]), client(&[(0, 3), (1, 1), (7, 1)])] };
+        assert_eq!(faulty.check(2), (1, 3));
+    }
+
+    #[test]
+    fn own_threads_cpu_is_readable_by_name() {
+        // This test's thread is neither the handler's nor the store's: both sums stay at zero.
+        let cpu = own_thread_cpu();
+        assert_eq!(cpu.handler_ms, 0.0);
+        assert_eq!(cpu.store_ms, 0.0);
+        assert!(std::fs::read_to_string("/proc/thread-self/schedstat").is_ok_and(|s| !s.is_empty()));
+    }
 }
