@@ -22,6 +22,8 @@ PROFILE=lambda-test
 # Every folder under functions/ is a function (package name = folder name).
 packages=()
 for dir in functions/*/; do packages+=("--package=$(basename "$dir")"); done
+# The hello-world baseline the benchmark compares init times with, built the same way (bench/README.md).
+packages+=("--package=hello-lambda")
 
 "${CARGO:-cargo}" build --profile "$PROFILE" \
   --config "profile.$PROFILE.inherits=\"dev\"" \

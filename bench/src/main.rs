@@ -7,6 +7,10 @@
 //! ratios. It exits with status 1 when any delivery was lost, duplicated or out of order, or any request failed,
 //! so the quick mode works as a test.
 //!
+//! Two subcommands measure the cloud path instead (`bench::cloud`): `cloud-fanout`, one emit fanned out through the
+//! AWS SDK's Management API client against the harness's delayed `@connections`, and `init`, each function
+//! binary's init time under the local Lambda Runtime API against a hello-world `lambda_runtime` binary.
+//!
 //! `bench/run.sh` builds what a full run needs and calls this binary; `bench/README.md` explains each figure.
 
 use std::collections::BTreeMap;
@@ -15,8 +19,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
+use bench::cloud::{self, FanoutPlan, InitPlan};
 use bench::load::Fleet;
 use bench::report::{self, RepResult, StepResult};
 use bench::servers::{Programs, Server, ServerKind, ThreadSample, sample_pid, threads};
@@ -24,6 +29,8 @@ use bench::servers::{Programs, Server, ServerKind, ThreadSample, sample_pid, thr
 #[derive(Parser, Debug)]
 #[command(name = "bench", about = "Bellhop vs Socket.IO over loopback: memory, broadcast cost and latency, emits")]
 struct Args {
+    #[command(subcommand)]
+    command: Option<CloudCommand>,
     /// A small, fast run (200 connections, one repetition, two short steps) that checks every delivery: the mode
     /// `scripts/test.sh` runs. Explicit options still override it.
     #[arg(long)]
@@ -78,6 +85,61 @@ struct Args {
     /// After each step, print the server's CPU time and context switches per message for each thread name.
     #[arg(long)]
     threads: bool,
+}
+
+/// The cloud path, measured on its own (`bench/README.md`, "The cloud path").
+#[derive(Subcommand, Debug)]
+enum CloudCommand {
+    /// One emit to a room of connections through the AWS SDK's Management API client, against the harness's
+    /// `@connections` answering after a delay: wall time against its floor, and CPU time.
+    CloudFanout(FanoutArgs),
+    /// Each function binary's init time under the local Lambda Runtime API, against a hello-world binary.
+    Init(InitArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct FanoutArgs {
+    /// Fewer connections and emits, for the quick mode [connections 100, emits 3].
+    #[arg(long)]
+    quick: bool,
+    /// Connections in the room [full: 1000, quick: 100].
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Milliseconds the harness's `@connections` waits before each answer (its `--management-delay-ms`).
+    #[arg(long, default_value_t = 25)]
+    delay_ms: u64,
+    /// Measured emits, after one warm-up emit [full: 10, quick: 3].
+    #[arg(long)]
+    emits: Option<u32>,
+    /// Posts in flight at most (`FANOUT_CONCURRENCY`) [the configuration's default].
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// The harness binary.
+    #[arg(long, default_value = "target/release/local")]
+    bellhop: PathBuf,
+    /// RUST_LOG for the harness.
+    #[arg(long, default_value = "warn")]
+    bellhop_log: String,
+    /// Keep the harness's scratch folder (its log and SQLite file) and print where it is.
+    #[arg(long)]
+    keep_scratch: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct InitArgs {
+    /// Fewer starts, for the quick mode [3].
+    #[arg(long)]
+    quick: bool,
+    /// The directory of the function binaries and the hello-world one (`<dir>/<package>`)
+    /// [BELLHOP_FUNCTION_BIN_DIR, else target/release].
+    #[arg(long, env = "BELLHOP_FUNCTION_BIN_DIR", default_value = "target/release")]
+    bin_dir: PathBuf,
+    /// Starts per binary; each figure is their median [full: 20, quick: 3].
+    #[arg(long)]
+    starts: Option<usize>,
+    /// The hello-world baseline's package.
+    #[arg(long, default_value = "hello-lambda")]
+    baseline: String,
 }
 
 /// The resolved settings of one run.
@@ -137,7 +199,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(args)) {
+    let outcome = match args.command {
+        Some(CloudCommand::CloudFanout(fanout)) => runtime.block_on(cloud_fanout(fanout)),
+        Some(CloudCommand::Init(init)) => runtime.block_on(init_times(init)),
+        None => runtime.block_on(run(args)),
+    };
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(error) => {
@@ -193,6 +260,74 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         eprintln!("bench: FAILED: {failure}");
     }
     Ok(failures.is_empty())
+}
+
+/// The `cloud-fanout` subcommand: a fresh harness on SQLite with `@connections` delayed, its room filled, and the
+/// emits run by the handler in this process. `Ok(false)` when a delivery went missing or arrived twice.
+async fn cloud_fanout(args: FanoutArgs) -> anyhow::Result<bool> {
+    anyhow::ensure!(args.bellhop.exists(), "no harness binary at {} (build it first)", args.bellhop.display());
+    let default_concurrency = shared::config::Config::from_lookup(|_| None, true)
+        .context("the configuration's defaults")?
+        .limits
+        .fanout_concurrency;
+    let plan = FanoutPlan {
+        connections: args.connections.unwrap_or(if args.quick { 100 } else { 1000 }),
+        delay: Duration::from_millis(args.delay_ms),
+        emits: args.emits.unwrap_or(if args.quick { 3 } else { 10 }),
+        concurrency: args.concurrency.unwrap_or(default_concurrency),
+    };
+    anyhow::ensure!(plan.connections >= 1 && plan.emits >= 1, "--connections and --emits must be at least 1");
+    anyhow::ensure!(plan.concurrency >= 1, "--concurrency must be at least 1");
+    let programs = Programs {
+        bellhop: args.bellhop.clone(),
+        bellhop_args: vec!["--management-delay-ms".to_owned(), args.delay_ms.to_string()],
+        socketio: PathBuf::new(),
+        node: PathBuf::new(),
+        bellhop_log: args.bellhop_log.clone(),
+        keep_scratch: args.keep_scratch,
+    };
+    eprintln!(
+        "bench: cloud fan-out: {} connections, @connections delay {} ms, {} posts in flight, {} emits; load average: {}",
+        plan.connections,
+        args.delay_ms,
+        plan.concurrency,
+        plan.emits,
+        load_average()
+    );
+    let run_id = std::process::id().to_string();
+    let server = Server::start(ServerKind::BellhopSqlite, &programs, &run_id).await?;
+    let scratch = server.scratch().to_path_buf();
+    let outcome = cloud::fanout(&server, &scratch, &run_id, &plan).await;
+    server.stop().await;
+    let result = outcome?;
+    eprintln!("bench: load average at the end: {}", load_average());
+    print!("{}", result.table());
+    for failure in &result.handler_failures {
+        eprintln!("bench: FAILED: the handler did not deliver to every recipient: {failure}");
+    }
+    if result.missing + result.duplicated > 0 {
+        eprintln!("bench: FAILED: {} deliveries missing, {} duplicated", result.missing, result.duplicated);
+    }
+    Ok(result.clean())
+}
+
+/// The `init` subcommand: every function binary and the hello-world baseline, started under the local Runtime API.
+async fn init_times(args: InitArgs) -> anyhow::Result<bool> {
+    let plan = InitPlan {
+        bin_dir: args.bin_dir.clone(),
+        starts: args.starts.unwrap_or(if args.quick { 3 } else { 20 }).max(1),
+        baseline: args.baseline.clone(),
+    };
+    eprintln!(
+        "bench: init: {} starts of each binary in {}; load average: {}",
+        plan.starts,
+        plan.bin_dir.display(),
+        load_average()
+    );
+    let results = cloud::init(&plan).await?;
+    eprintln!("bench: load average at the end: {}", load_average());
+    print!("{}", cloud::init_table(&results, plan.starts, &plan.bin_dir));
+    Ok(true)
 }
 
 /// One server, one repetition: a fresh process, a fresh fleet, every workload.

@@ -234,6 +234,11 @@ impl Server {
         sample_pid(self.pid)
     }
 
+    /// The server's scratch folder: the harness's `--data-dir`, where its SQLite file `bellhop.db` is.
+    pub fn scratch(&self) -> &Path {
+        &self.scratch
+    }
+
     /// Stops the server and removes its scratch folder (unless asked to keep it).
     pub async fn stop(mut self) {
         // SIGKILL: what the server does on a graceful stop (closing thousands of sockets) is not measured, and a
