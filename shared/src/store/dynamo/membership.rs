@@ -14,8 +14,8 @@ use super::{DynamoItemError, DynamoStore};
 use crate::ids::{ConnectionId, UserId};
 use crate::rooms::RoomName;
 use crate::store::{
-    ACTIVE_ROOMS_CURSOR, ActiveRoom, ConnectionRecord, JoinOutcome, MEMBERS_CURSOR, Member, Page, RoomState, StoreError,
-    StoreResult, USER_ROOMS_CURSOR, decode_cursor, page_from,
+    ACTIVE_ROOMS_CURSOR, ActiveRoom, ConnectionRecord, JoinOutcome, MEMBERS_CURSOR, Member, Page, RoomState,
+    StoreError, StoreResult, USER_ROOMS_CURSOR, decode_cursor, page_from,
 };
 
 pub(super) async fn join_room(
