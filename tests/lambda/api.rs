@@ -59,7 +59,7 @@ async fn the_api_binary_answers_http_api_requests_with_the_router_and_the_templa
     assert_eq!(granted["statusCode"], 200, "{granted}");
     let connection_id = client.request("hello", json!({})).await["data"]["connectionId"].as_str().map(str::to_owned);
     let connection_id = connection_id.expect("the client's connection id");
-    // The operator's active rooms: Queries on GSI1, which the policy must allow the api function.
+    // The operator's active rooms: Queries on the ActiveRooms index, which the policy must allow the api function.
     let rooms = invoke(&mut api, &http_request("GET", "/internal/rooms", &key, None)).await;
     assert_eq!(rooms["statusCode"], 200, "{rooms}");
     let listed = body_of(&rooms)["items"].as_array().cloned().unwrap_or_default();

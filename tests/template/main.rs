@@ -405,9 +405,17 @@ fn table_expires_items_and_can_be_restored() {
     assert_eq!(properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool(), Some(true));
     let key: Vec<&str> = as_list(&properties["KeySchema"]).iter().filter_map(|k| k["AttributeName"].as_str()).collect();
     assert_eq!(key, ["PK", "SK"]);
-    let indexes: Vec<&str> =
-        as_list(&properties["GlobalSecondaryIndexes"]).iter().filter_map(|i| i["IndexName"].as_str()).collect();
+    let index_list = as_list(&properties["GlobalSecondaryIndexes"]);
+    let indexes: Vec<&str> = index_list.iter().filter_map(|i| i["IndexName"].as_str()).collect();
     assert!(indexes.contains(&"GSI1"), "{indexes:?}");
+    // The active-rooms index must stay keys-only: with any projected attribute, every member-count change (each
+    // join, leave, connect and disconnect) would write the index too.
+    let active_rooms =
+        index_list.iter().find(|i| i["IndexName"].as_str() == Some("ActiveRooms")).expect("the ActiveRooms index");
+    assert_eq!(active_rooms["Projection"]["ProjectionType"].as_str(), Some("KEYS_ONLY"), "{active_rooms:?}");
+    let index_key: Vec<&str> =
+        as_list(&active_rooms["KeySchema"]).iter().filter_map(|k| k["AttributeName"].as_str()).collect();
+    assert_eq!(index_key, ["active_shard", "active_room"]);
 }
 
 #[test]

@@ -499,8 +499,8 @@ pub struct ActiveRoomPage {
 
 /// The rooms with at least one live connection, with their member counts and last `seq`. The order is stable but
 /// the store's: by room name on SQLite, by index shard and then room name on DynamoDB. `after` is the previous
-/// page's opaque `next`. A page is keyed reads only (on DynamoDB one Query per index shard it visits and one
-/// BatchGetItem), never a scan of every room.
+/// page's opaque `next`. A page is keyed reads only (on DynamoDB one Query per index shard it visits and a
+/// BatchGetItem of the listed rooms' counters), never a scan of every room.
 #[utoipa::path(get, path = "/internal/rooms", tag = "internal", security(("api_key" = [])),
     params(PageParams),
     responses(

@@ -14,6 +14,11 @@ pub(super) const SK: &str = "SK";
 pub(super) const GSI1: &str = "GSI1";
 pub(super) const GSI1PK: &str = "GSI1PK";
 pub(super) const GSI1SK: &str = "GSI1SK";
+/// The sparse, keys-only index of the rooms that have members: only a room's member counter item carries its keys,
+/// and only while the count is above zero.
+pub(super) const ACTIVE_ROOMS_INDEX: &str = "ActiveRooms";
+pub(super) const ACTIVE_SHARD: &str = "active_shard";
+pub(super) const ACTIVE_ROOM: &str = "active_room";
 pub(super) const TTL: &str = "ttl";
 
 /// Keys longer than this are hashed: DynamoDB caps partition keys at 2048 bytes and sort keys at 1024.
@@ -111,9 +116,9 @@ pub(super) fn limit_pk(key: &str) -> String {
 }
 pub(super) const LIMIT: &str = "RL";
 
-/// The active-rooms index (`GSI1PK = ACTIVE#{shard}`, `GSI1SK = room` on the member counter item) is spread over this
-/// many partitions: every join and leave in the deployment rewrites an index entry, and one index partition takes
-/// at most 1,000 writes a second.
+/// The active-rooms index (`active_shard = ACTIVE#{shard}`, `active_room = room` on the member counter item) is spread
+/// over this many partitions: every room that becomes active or empties in the deployment writes an index entry, and
+/// one index partition takes at most 1,000 writes a second.
 pub(super) const ACTIVE_ROOM_SHARDS: u8 = 16;
 
 /// The index shard of a room: FNV-1a of its name, so every process and every version agrees on it (the standard

@@ -1,13 +1,13 @@
 //! Room membership (join, leave, fan-out listing), grants and participation.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 
 use super::codec::{Item, attr_count, attr_room, attr_s, attr_string_set, attr_u64, attr_user, n, s, sk_suffix};
 use super::keys::{
-    ACTIVE_ROOM_SHARDS, COUNT, COUNTER, GRANT_ROOMS, GSI1, GSI1PK, GSI1SK, MEMBER, META, PART_ROOMS, PK, SK,
-    active_rooms_pk, conn_pk, key, members_partition, membership_key, room_pk, user_pk,
+    ACTIVE_ROOM, ACTIVE_ROOM_SHARDS, ACTIVE_ROOMS_INDEX, ACTIVE_SHARD, COUNT, COUNTER, GRANT_ROOMS, MEMBER, META,
+    PART_ROOMS, PK, SK, active_rooms_pk, conn_pk, key, members_partition, membership_key, room_pk, user_pk,
 };
 use super::requests::{CONDITION_FAILED, cancellation_reasons, reason_is};
 use super::{DynamoItemError, DynamoStore};
@@ -257,76 +257,107 @@ pub(super) async fn room_member_count(store: &DynamoStore, room: &RoomName) -> S
     attr_count(item.as_ref(), "members")
 }
 
-/// The active-rooms index is `ACTIVE_ROOM_SHARDS` partitions of `GSI1` keyed by room name, read in shard order: a
-/// page Queries from the cursor's shard and room on until it holds `limit + 1` rooms (one Query per shard visited,
-/// more only for a shard holding more than a page), then reads the rooms' sequence counters in one BatchGetItem.
-/// The index is eventually consistent, so an entry whose count is already 0 is skipped.
+/// The active-rooms index is `ACTIVE_ROOM_SHARDS` partitions of the keys-only `ActiveRooms` index keyed by room name,
+/// read in shard order: a page walks the index from the cursor's shard and room on until it holds `limit + 1`
+/// entries (one Query per shard visited, more only for a shard holding more than a page), then reads those rooms'
+/// member counters and sequence counters with BatchGetItem. The index is eventually consistent, so an entry whose
+/// count is already 0 is skipped, and the walk goes on for as many entries as were skipped.
 pub(super) async fn active_rooms_page(
     store: &DynamoStore,
     after: Option<&str>,
     limit: u32,
 ) -> StoreResult<Page<ActiveRoom>> {
-    let (first_shard, mut after_room) = match after {
+    let mut walk = match after {
         Some(cursor) => {
             let (shard, room) = decode_active_cursor(&decode_cursor(ACTIVE_ROOMS_CURSOR, cursor)?)?;
-            (shard, Some(room))
+            IndexWalk { shard, after: Some(room), start: None }
         }
-        None => (0, None),
+        None => IndexWalk { shard: 0, after: None, start: None },
     };
     let limit = limit.max(1);
     let want = limit as usize + 1;
-    let mut found: Vec<(u8, RoomName, u64)> = Vec::with_capacity(want);
-    for shard in first_shard..ACTIVE_ROOM_SHARDS {
-        let mut start: Option<Item> = None;
-        loop {
+    let mut found: Vec<(u8, ActiveRoom)> = Vec::with_capacity(want);
+    while found.len() < want {
+        let entries = walk.next(store, want - found.len()).await?;
+        if entries.is_empty() {
+            break;
+        }
+        found.extend(live_rooms(store, entries).await?);
+    }
+    let rooms: Vec<(String, ActiveRoom)> =
+        found.into_iter().map(|(shard, active)| (format!("{shard:02}#{}", active.room), active)).collect();
+    let page = page_from(rooms, limit as usize, ACTIVE_ROOMS_CURSOR, |(position, _)| position.as_str());
+    Ok(Page { items: page.items.into_iter().map(|(_, room)| room).collect(), next: page.next })
+}
+
+/// How far a walk through the active-rooms index has got: the shard it is in, the room of that shard it resumes
+/// after (from a page cursor), and the index's own continuation key within the shard.
+struct IndexWalk {
+    shard: u8,
+    after: Option<RoomName>,
+    start: Option<Item>,
+}
+
+impl IndexWalk {
+    /// Up to `n` more index entries in shard, then room, order; fewer only when the index holds no more.
+    async fn next(&mut self, store: &DynamoStore, n: usize) -> StoreResult<Vec<(u8, RoomName)>> {
+        let mut entries = Vec::with_capacity(n);
+        while entries.len() < n && self.shard < ACTIVE_ROOM_SHARDS {
             let mut query = store
                 .client
                 .query()
                 .table_name(&store.table)
-                .index_name(GSI1)
-                .key_condition_expression(if after_room.is_some() { "#pk = :pk AND #sk > :after" } else { "#pk = :pk" })
-                .expression_attribute_names("#pk", GSI1PK)
-                .expression_attribute_values(":pk", s(active_rooms_pk(shard)))
-                .projection_expression("#sk, members")
-                .expression_attribute_names("#sk", GSI1SK)
-                .limit(i32::try_from(want - found.len()).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start.take());
-            if let Some(room) = &after_room {
+                .index_name(ACTIVE_ROOMS_INDEX)
+                .key_condition_expression(if self.after.is_some() { "#pk = :pk AND #sk > :after" } else { "#pk = :pk" })
+                .expression_attribute_names("#pk", ACTIVE_SHARD)
+                .expression_attribute_values(":pk", s(active_rooms_pk(self.shard)))
+                .projection_expression("#sk")
+                .expression_attribute_names("#sk", ACTIVE_ROOM)
+                .limit(i32::try_from(n - entries.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(self.start.take());
+            if let Some(room) = &self.after {
                 query = query.expression_attribute_values(":after", s(room.as_str()));
             }
             let out = query.send().await.map_err(StoreError::backend)?;
             for item in out.items.unwrap_or_default() {
-                let members = attr_count(Some(&item), "members")?;
-                if members > 0 {
-                    found.push((shard, attr_room(&item, GSI1SK)?, members));
-                }
+                entries.push((self.shard, attr_room(&item, ACTIVE_ROOM)?));
             }
             match out.last_evaluated_key {
-                Some(next) if !next.is_empty() && found.len() < want => start = Some(next),
-                _ => break,
+                Some(next) if !next.is_empty() => self.start = Some(next),
+                _ => {
+                    self.shard += 1;
+                    self.after = None;
+                }
             }
         }
-        after_room = None;
-        if found.len() >= want {
-            break;
-        }
+        Ok(entries)
     }
-    found.truncate(want);
-    let page_rooms = &found[..found.len().min(limit as usize)];
-    let counters = store.batch_get(page_rooms.iter().map(|(_, room, _)| key(room_pk(room), COUNTER)).collect()).await?;
-    let mut last_seqs = std::collections::HashMap::with_capacity(counters.len());
-    for counter in &counters {
-        last_seqs.insert(attr_s(counter, PK)?.to_owned(), attr_count(Some(counter), "seq")?);
+}
+
+/// The rooms of `entries` that still have members, in the same order, with their member counts and last `seq`:
+/// each room's `COUNT` and `COUNTER` items, read with BatchGetItem (the index holds keys only, and it may lag an
+/// emptied room's count).
+async fn live_rooms(store: &DynamoStore, entries: Vec<(u8, RoomName)>) -> StoreResult<Vec<(u8, ActiveRoom)>> {
+    let keys = entries.iter().flat_map(|(_, room)| [key(room_pk(room), COUNT), key(room_pk(room), COUNTER)]).collect();
+    let mut members = HashMap::with_capacity(entries.len());
+    let mut last_seqs = HashMap::with_capacity(entries.len());
+    for item in store.batch_get(keys).await? {
+        let pk = attr_s(&item, PK)?.to_owned();
+        match attr_s(&item, SK)? {
+            COUNT => members.insert(pk, attr_count(Some(&item), "members")?),
+            COUNTER => last_seqs.insert(pk, attr_count(Some(&item), "seq")?),
+            _ => None,
+        };
     }
-    let rooms: Vec<(String, ActiveRoom)> = found
+    Ok(entries
         .into_iter()
-        .map(|(shard, room, members)| {
-            let last_seq = last_seqs.get(&room_pk(&room)).copied().unwrap_or(0);
-            (format!("{shard:02}#{room}"), ActiveRoom { room, members, last_seq })
+        .filter_map(|(shard, room)| {
+            let pk = room_pk(&room);
+            let members = members.get(&pk).copied().filter(|&count| count > 0)?;
+            let last_seq = last_seqs.get(&pk).copied().unwrap_or(0);
+            Some((shard, ActiveRoom { room, members, last_seq }))
         })
-        .collect();
-    let page = page_from(rooms, limit as usize, ACTIVE_ROOMS_CURSOR, |(position, _)| position.as_str());
-    Ok(Page { items: page.items.into_iter().map(|(_, room)| room).collect(), next: page.next })
+        .collect())
 }
 
 /// The shard and room named by an active-rooms cursor (`{shard:02}#{room}`).

@@ -7,8 +7,10 @@
 //!
 //! # Key design
 //!
-//! Every key is a pair of strings `PK`/`SK`. One overloaded global secondary index, `GSI1` (`GSI1PK`/`GSI1SK`,
-//! projection ALL), serves the two access paths the base table cannot: events by id and the active rooms. `ttl` (epoch seconds) is the TTL attribute.
+//! Every key is a pair of strings `PK`/`SK`. Two global secondary indexes serve the access paths the base table
+//! cannot: `GSI1` (`GSI1PK`/`GSI1SK`, projection ALL) finds events by id, and the sparse `ActiveRooms`
+//! (`active_shard`/`active_room`, projection KEYS_ONLY) lists the rooms that have members. `ttl` (epoch seconds) is
+//! the TTL attribute.
 //!
 //! | Record                      | PK                  | SK                              | Notes                                   |
 //! |-----------------------------|---------------------|---------------------------------|-----------------------------------------|
@@ -16,7 +18,7 @@
 //! | user → connection (mirror)  | `USER#{user}`       | `CONN#{id}`                     | full record copy, `ttl`                 |
 //! | room → connection           | `ROOM#{room}`       | `CONN#{id}`                     | `user_id`, `ttl`                        |
 //! | presence subscriber         | `USER#{user}`       | `PRESENCE#SUB#{id}`             | member of `presence:{user}`; `user_id` (the subscriber), `ttl` |
-//! | room member count           | `ROOM#{room}`       | `COUNT`                         | `members` (`active_rooms`; user room: "last connection"); while non-empty `GSI1PK=ACTIVE#{00..15}`, `GSI1SK={room}` |
+//! | room member count           | `ROOM#{room}`       | `COUNT`                         | `members` (`active_rooms`; user room: "last connection"); while non-empty `active_shard=ACTIVE#{00..15}`, `active_room={room}` |
 //! | grant                       | `ROOM#{room}`       | `GRANT#{user}`                  |                                         |
 //! | user → granted room         | `USER#{user}`       | `ROOMS#GRANT#{room}`            | mirror of the grant                     |
 //! | participation               | `USER#{user}`       | `ROOMS#PART#{room}`             |                                         |
@@ -52,11 +54,16 @@
 //!   one Query.
 //! - Finding an event by id is served by `GSI1`. It is eventually consistent, which is acceptable for looking up
 //!   events that clients have already received.
-//! - The active rooms are the member counter items themselves, indexed on `GSI1` under `ACTIVE#{shard}` (16 shards by
-//!   FNV-1a of the room name, so no index partition takes every join in the deployment) while their count is above
-//!   zero: the increment sets the index keys in the UpdateItem it makes anyway, and only the decrement that empties a
-//!   room pays one more, conditional, UpdateItem to remove them. Listing them is one Query per shard from a cursor,
-//!   never a Scan; the index lags the counter, so a listed entry whose count is already 0 is skipped.
+//! - The active rooms are the member counter items themselves, indexed on `ActiveRooms` under `ACTIVE#{shard}` (16
+//!   shards by FNV-1a of the room name, so no index partition takes every room that opens in the deployment) while
+//!   their count is above zero: the increment sets the index keys in the UpdateItem it makes anyway, and only the
+//!   decrement that empties a room pays one more, conditional, UpdateItem to remove them. The index is its own and
+//!   keys-only, not a part of `GSI1`, because DynamoDB writes an index only when an attribute the index holds
+//!   changes: with projection ALL every count change (each join, leave, connect and disconnect) was an index write;
+//!   keys-only, re-setting the keys to the values they hold writes nothing, so only a room becoming active or
+//!   emptying does (ARCHITECTURE.md, "What each action costs in DynamoDB", has the sources and a measurement). Listing them is one Query per shard from a cursor, never a Scan, then a BatchGetItem of the
+//!   listed rooms' `COUNT` and `COUNTER` items for their counts and last `seq`; the index lags the counter, so an
+//!   entry whose count is already 0 is skipped.
 //! - A connection's inbound rate-limit bucket (`in_tat`) lives on its connection item, so the UpdateItem that admits
 //!   a frame also sets `last_activity` for the operator's view at no extra request, and the bucket is deleted with
 //!   the connection.
@@ -156,6 +163,11 @@ pub enum DynamoItemError {
     Unprocessed(usize),
     #[error("room sequence counter stayed contended after {0} attempts")]
     Contended(u32),
+    #[error(
+        "table `{table}` has no `{index}` index: it was created before the index existed; delete it (DynamoDB Local \
+         keeps tables in memory, so restarting it does) or use another table name"
+    )]
+    MissingIndex { table: String, index: &'static str },
 }
 
 impl DynamoStore {

@@ -6,7 +6,8 @@ use futures::{StreamExt, TryStreamExt};
 use super::DynamoStore;
 use super::codec::{Item, attr_i64, n, s};
 use super::keys::{
-    COUNT, GSI1PK, GSI1SK, STATS_PK, STATS_SHARDS, active_room_shard, active_rooms_pk, key, room_pk, stats_sk,
+    ACTIVE_ROOM, ACTIVE_SHARD, COUNT, STATS_PK, STATS_SHARDS, active_room_shard, active_rooms_pk, key, room_pk,
+    stats_sk,
 };
 use super::requests::ITEM_CONCURRENCY;
 use crate::rooms::RoomName;
@@ -16,9 +17,11 @@ impl DynamoStore {
     /// Adds `delta` to the member count of each room and returns how many rooms became non-empty (positive) or
     /// empty (negative), which is what `active_rooms` moves by.
     ///
-    /// The counter item is also the room's entry in the active-rooms index (`GSI1PK = ACTIVE#{shard}`): an increment
-    /// sets the index keys in the same UpdateItem, and the decrement that empties the room takes them away with one
-    /// more conditional UpdateItem, which loses harmlessly to a join that refilled the room meanwhile.
+    /// The counter item is also the room's entry in the sparse `ActiveRooms` index (`active_shard = ACTIVE#{shard}`):
+    /// an increment sets the index keys in the same UpdateItem, and the decrement that empties the room takes them
+    /// away with one more conditional UpdateItem, which loses harmlessly to a join that refilled the room meanwhile.
+    /// The index projects keys only and an increment re-sets the keys to the values they already hold, so the index
+    /// is written only when a room becomes active or empties, not on every count change.
     pub(super) async fn adjust_member_counts(&self, rooms: &[RoomName], delta: i64) -> StoreResult<i64> {
         futures::stream::iter(rooms.iter().cloned())
             .map(|room| async move {
@@ -32,8 +35,8 @@ impl DynamoStore {
                 request = if delta > 0 {
                     request
                         .update_expression("ADD members :d SET #ipk = :ipk, #isk = :isk")
-                        .expression_attribute_names("#ipk", GSI1PK)
-                        .expression_attribute_names("#isk", GSI1SK)
+                        .expression_attribute_names("#ipk", ACTIVE_SHARD)
+                        .expression_attribute_names("#isk", ACTIVE_ROOM)
                         .expression_attribute_values(":ipk", s(active_rooms_pk(active_room_shard(&room))))
                         .expression_attribute_values(":isk", s(room.as_str()))
                 } else {
@@ -64,8 +67,8 @@ impl DynamoStore {
             .set_key(Some(key(room_pk(room), COUNT)))
             .update_expression("REMOVE #ipk, #isk")
             .condition_expression("members <= :zero")
-            .expression_attribute_names("#ipk", GSI1PK)
-            .expression_attribute_names("#isk", GSI1SK)
+            .expression_attribute_names("#ipk", ACTIVE_SHARD)
+            .expression_attribute_names("#isk", ACTIVE_ROOM)
             .expression_attribute_values(":zero", n(0))
             .send()
             .await;

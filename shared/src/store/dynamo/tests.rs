@@ -2,7 +2,7 @@
 //! a table of its own (`bellhop-test-{uuid}`), so cases never see each other's counters. Without
 //! `DYNAMODB_ENDPOINT` the tests say loudly that they skipped; with `TEST_INTEGRATION=1` they fail instead.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
@@ -366,8 +366,8 @@ async fn a_room_enters_the_active_index_with_its_first_member_and_leaves_it_when
             .client()
             .query()
             .table_name(table.store.table())
-            .index_name(keys::GSI1)
-            .key_condition_expression("GSI1PK = :pk AND GSI1SK = :room")
+            .index_name(keys::ACTIVE_ROOMS_INDEX)
+            .key_condition_expression("active_shard = :pk AND active_room = :room")
             .expression_attribute_values(":pk", codec::s(shard))
             .expression_attribute_values(":room", codec::s(lobby.as_str()))
             .send()
@@ -393,4 +393,125 @@ async fn a_room_enters_the_active_index_with_its_first_member_and_leaves_it_when
     // The emptying leave also pays the `active_rooms` stats ADD, as it always did; the index removal is the one more.
     assert_eq!(emptied, not_emptied + 2, "only the leave that empties the room pays the index removal");
     table.drop_table().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_count_change_writes_the_active_index_only_when_the_room_becomes_active_or_empties() {
+    let Some(table) = TestTable::create().await else { return };
+    let lobby = room("topic");
+    let capacity_of = |delta: i64| {
+        let (store, counter, lobby) = (table.store.clone(), table.counter.clone(), lobby.clone());
+        async move {
+            counter.reset();
+            store.adjust_member_counts(std::slice::from_ref(&lobby), delta).await.expect("adjust");
+            counter.capacity_units()
+        }
+    };
+
+    let first_join = capacity_of(1).await;
+    let second_join = capacity_of(1).await;
+    let first_leave = capacity_of(-1).await;
+    let emptying_leave = capacity_of(-1).await;
+
+    // DynamoDB Local's consumed capacity includes index writes. The keys-only index changes only when its keys
+    // appear or go: an ADD that re-sets them to the values they hold costs the counter item's 1 WRU alone.
+    assert_eq!(first_join, 2.0, "the counter and the new index entry");
+    assert_eq!(second_join, 1.0, "the counter only");
+    assert_eq!(first_leave, 1.0, "the counter only");
+    assert_eq!(emptying_leave, 3.0, "the counter, then the removal: the item and the index entry");
+    table.drop_table().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_rooms_skip_index_entries_whose_count_is_already_zero_and_still_fill_their_pages() {
+    let Some(table) = TestTable::create().await else { return };
+    let conn = connection(&user("lagging"));
+    let rooms: Vec<RoomName> = (0..6).map(|_| room("topic")).collect();
+    table.store.put_connection(&conn, &rooms).await.expect("put");
+    // What the index shows between an emptying decrement and the removal of its entry: keys still set, count 0.
+    for stale in &rooms[..3] {
+        table
+            .store
+            .client()
+            .update_item()
+            .table_name(table.store.table())
+            .set_key(Some(keys::key(keys::room_pk(stale), keys::COUNT)))
+            .update_expression("SET members = :zero")
+            .expression_attribute_values(":zero", codec::n(0))
+            .send()
+            .await
+            .expect("zero the count");
+    }
+
+    let mut pages = Vec::new();
+    let mut after = None;
+    loop {
+        let page = table.store.active_rooms_page(after.as_deref(), 2).await.expect("page");
+        pages.push(page.items.iter().map(|r| r.room.clone()).collect::<Vec<_>>());
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+
+    let listed: BTreeSet<RoomName> = pages.iter().flatten().cloned().collect();
+    assert_eq!(listed, rooms[3..].iter().cloned().collect(), "only the rooms with members: {pages:?}");
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1], "skipped entries do not shorten a page");
+    table.drop_table().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_made_before_the_active_rooms_index_is_refused_naming_the_index() {
+    let Some(endpoint) = crate::testing::integration_var("DYNAMODB_ENDPOINT", "DynamoDB Local") else { return };
+    let table = format!("bellhop-test-{}", uuid::Uuid::new_v4().simple());
+    let store = DynamoStore::from_config(&table, Some(&endpoint)).await;
+    let string = |name: &str| {
+        aws_sdk_dynamodb::types::AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+            .build()
+            .expect("attribute")
+    };
+    let element = |name: &str, key_type| {
+        aws_sdk_dynamodb::types::KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(key_type)
+            .build()
+            .expect("key element")
+    };
+    let gsi1 = aws_sdk_dynamodb::types::GlobalSecondaryIndex::builder()
+        .index_name(keys::GSI1)
+        .key_schema(element(keys::GSI1PK, aws_sdk_dynamodb::types::KeyType::Hash))
+        .key_schema(element(keys::GSI1SK, aws_sdk_dynamodb::types::KeyType::Range))
+        .projection(
+            aws_sdk_dynamodb::types::Projection::builder()
+                .projection_type(aws_sdk_dynamodb::types::ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .expect("index");
+    store
+        .client()
+        .create_table()
+        .table_name(&table)
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .attribute_definitions(string(keys::PK))
+        .attribute_definitions(string(keys::SK))
+        .attribute_definitions(string(keys::GSI1PK))
+        .attribute_definitions(string(keys::GSI1SK))
+        .key_schema(element(keys::PK, aws_sdk_dynamodb::types::KeyType::Hash))
+        .key_schema(element(keys::SK, aws_sdk_dynamodb::types::KeyType::Range))
+        .global_secondary_indexes(gsi1)
+        .send()
+        .await
+        .expect("create the table as it was before the index");
+
+    let refused = store.create_table_if_missing().await;
+
+    let reason = match &refused {
+        Err(StoreError::Backend(source)) => source.to_string(),
+        other => panic!("expected the table to be refused, got {other:?}"),
+    };
+    assert!(reason.contains(&table) && reason.contains("`ActiveRooms`"), "{reason}");
+    let _ = store.client().delete_table().table_name(&table).send().await;
 }
