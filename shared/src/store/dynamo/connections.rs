@@ -104,15 +104,9 @@ pub(super) async fn put_connection(
     }
     store.batch_write(writes).await?;
 
-    let became_active = store.adjust_member_counts(&added_rooms, 1).await?;
+    store.adjust_member_counts(&added_rooms, 1).await?;
     let new_connection = i64::from(old.is_none());
-    store
-        .adjust_stats(&[
-            ("active_connections", new_connection),
-            ("total_connections", new_connection),
-            ("active_rooms", became_active),
-        ])
-        .await
+    store.adjust_stats(&[("active_connections", new_connection), ("total_connections", new_connection)]).await
 }
 
 pub(super) async fn get_connection(store: &DynamoStore, id: &ConnectionId) -> StoreResult<Option<ConnectionRecord>> {
@@ -152,9 +146,8 @@ pub(super) async fn delete_connection(
     // `$disconnect` never came was never subtracted), so a count above 0 is confirmed by a Query below.
     let own_room = RoomName::for_user(&user);
     let (own, others): (Vec<RoomName>, Vec<RoomName>) = rooms.iter().cloned().partition(|room| *room == own_room);
-    let (own_change, others_change) =
+    let (own_change, _) =
         futures::try_join!(store.adjust_member_counts(&own, -1), store.adjust_member_counts(&others, -1))?;
-    let became_empty = own_change + others_change;
 
     let mut writes = vec![DynamoStore::delete_request(key(user_pk(&user), conn_pk(id)))?];
     for room in &rooms {
@@ -175,7 +168,7 @@ pub(super) async fn delete_connection(
         }
     }
     store.batch_write(writes).await?;
-    store.adjust_stats(&[("active_connections", -1), ("active_rooms", became_empty)]).await?;
+    store.adjust_stats(&[("active_connections", -1)]).await?;
     if let Some(error) = presence_error {
         return Err(error);
     }

@@ -92,8 +92,7 @@ async fn join(
             };
         }
     }
-    let became_active = store.adjust_member_counts(std::slice::from_ref(room), 1).await?;
-    store.adjust_stats(&[("active_rooms", became_active)]).await?;
+    store.adjust_member_counts(std::slice::from_ref(room), 1).await?;
     Ok(JoinOutcome::Joined)
 }
 
@@ -153,8 +152,7 @@ pub(super) async fn leave_room(store: &DynamoStore, connection: &ConnectionId, r
         Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
         Err(e) => return Err(StoreError::backend(e)),
     }
-    let became_empty = store.adjust_member_counts(std::slice::from_ref(room), -1).await?;
-    store.adjust_stats(&[("active_rooms", became_empty)]).await?;
+    store.adjust_member_counts(std::slice::from_ref(room), -1).await?;
     Ok(true)
 }
 

@@ -31,7 +31,7 @@
 //! | unread notification counter | `NOTIF#{user}`      | `UNREAD`                        | `unread`                                |
 //! | call                        | `CALL#{id}`         | `CALL`                          |                                         |
 //! | idempotency key             | `IDEM#{key}`        | `IDEM`                          | `expires_at` (ms), `ttl`                |
-//! | global counters (16 shards) | `STATS`             | `GLOBAL#{00..15}`               | `active_connections`, `active_rooms`…   |
+//! | global counters (16 shards) | `STATS`             | `GLOBAL#{00..15}`               | `active_connections`, `total_connections`, `total_messages` (`active_rooms` is counted in `ActiveRooms`) |
 //! | rate-limit bucket (GCRA)    | `RL#{key}`          | `RL`                            | `tat` (ms), `ttl` when full again       |
 //!
 //! Why these choices:

@@ -1,13 +1,13 @@
 //! The counters behind `/health`: per-room member counts and the sharded global counters.
 
-use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::types::{ReturnValue, Select};
 use futures::{StreamExt, TryStreamExt};
 
 use super::DynamoStore;
 use super::codec::{Item, attr_i64, n, s};
 use super::keys::{
-    ACTIVE_ROOM, ACTIVE_SHARD, COUNT, STATS_PK, STATS_SHARDS, active_room_shard, active_rooms_pk, key, room_pk,
-    stats_sk,
+    ACTIVE_ROOM, ACTIVE_ROOM_SHARDS, ACTIVE_ROOMS_INDEX, ACTIVE_SHARD, COUNT, STATS_PK, STATS_SHARDS,
+    active_room_shard, active_rooms_pk, key, room_pk, stats_sk,
 };
 use super::requests::ITEM_CONCURRENCY;
 use crate::rooms::RoomName;
@@ -15,7 +15,7 @@ use crate::store::{Stats, StoreError, StoreResult};
 
 impl DynamoStore {
     /// Adds `delta` to the member count of each room and returns how many rooms became non-empty (positive) or
-    /// empty (negative), which is what `active_rooms` moves by.
+    /// empty (negative): a disconnect learns from its own user room's answer whether it was the last connection.
     ///
     /// The counter item is also the room's entry in the sparse `ActiveRooms` index (`active_shard = ACTIVE#{shard}`):
     /// an increment sets the index keys in the same UpdateItem, and the decrement that empties the room takes them
@@ -119,8 +119,45 @@ pub(super) async fn stats(store: &DynamoStore) -> StoreResult<Stats> {
     };
     Ok(Stats {
         active_connections: sum("active_connections")?,
-        active_rooms: sum("active_rooms")?,
+        active_rooms: count_active_rooms(store).await?,
         total_connections: sum("total_connections")?,
         total_messages: sum("total_messages")?,
     })
+}
+
+/// The number of entries in the `ActiveRooms` index: one Query per shard that counts (`Select: COUNT`) and returns no
+/// items, the shards read concurrently, each paged by DynamoDB's 1 MB read limit. Counting here, when `/health` is
+/// read, instead of keeping an `active_rooms` counter, is what spares a join that opens a room and a leave that
+/// empties one a stats write each; the price is a read of the index (keys only, about 60 B an entry, so one page per
+/// some 16,000 active rooms) on every `/health`. The index is eventually consistent, so a room that just emptied may
+/// still be counted for a moment.
+async fn count_active_rooms(store: &DynamoStore) -> StoreResult<u64> {
+    futures::stream::iter(0..ACTIVE_ROOM_SHARDS)
+        .map(|shard| async move {
+            let mut total = 0u64;
+            let mut start = None;
+            loop {
+                let out = store
+                    .client
+                    .query()
+                    .table_name(&store.table)
+                    .index_name(ACTIVE_ROOMS_INDEX)
+                    .key_condition_expression("#pk = :pk")
+                    .expression_attribute_names("#pk", ACTIVE_SHARD)
+                    .expression_attribute_values(":pk", s(active_rooms_pk(shard)))
+                    .select(Select::Count)
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(StoreError::backend)?;
+                total += u64::try_from(out.count).unwrap_or(0);
+                match out.last_evaluated_key {
+                    Some(next) if !next.is_empty() => start = Some(next),
+                    _ => return Ok::<u64, StoreError>(total),
+                }
+            }
+        })
+        .buffer_unordered(ITEM_CONCURRENCY)
+        .try_fold(0u64, |sum, count| async move { Ok(sum + count) })
+        .await
 }
