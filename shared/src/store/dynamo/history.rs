@@ -209,31 +209,20 @@ pub(super) async fn count_unread(
     reader: &UserId,
 ) -> StoreResult<u64> {
     // Reads every event after the watermark (the filter does not reduce the read cost); unread tails are short.
-    let mut count = 0u64;
-    let mut start = None;
-    loop {
-        let out = store
-            .client
-            .query()
-            .table_name(&store.table)
-            .key_condition_expression("PK = :pk AND SK BETWEEN :low AND :high")
-            .filter_expression("attribute_not_exists(sender) OR sender <> :reader")
-            .expression_attribute_values(":pk", s(events_pk(room)))
-            .expression_attribute_values(":low", s(seq_sk(after_seq.saturating_add(1))))
-            .expression_attribute_values(":high", s(seq_sk(u64::MAX)))
-            .expression_attribute_values(":reader", s(reader.as_str()))
-            .select(aws_sdk_dynamodb::types::Select::Count)
-            .set_limit(store.page_size)
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .map_err(StoreError::backend)?;
-        count += u64::try_from(out.count).unwrap_or(0);
-        match out.last_evaluated_key {
-            Some(next) if !next.is_empty() => start = Some(next),
-            _ => return Ok(count),
-        }
-    }
+    store
+        .count_all(|| {
+            store
+                .client
+                .query()
+                .table_name(&store.table)
+                .key_condition_expression("PK = :pk AND SK BETWEEN :low AND :high")
+                .filter_expression("attribute_not_exists(sender) OR sender <> :reader")
+                .expression_attribute_values(":pk", s(events_pk(room)))
+                .expression_attribute_values(":low", s(seq_sk(after_seq.saturating_add(1))))
+                .expression_attribute_values(":high", s(seq_sk(u64::MAX)))
+                .expression_attribute_values(":reader", s(reader.as_str()))
+        })
+        .await
 }
 
 pub(super) async fn mark_read(store: &DynamoStore, user: &UserId, room: &RoomName, seq: u64) -> StoreResult<u64> {

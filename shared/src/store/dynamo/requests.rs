@@ -73,6 +73,30 @@ impl DynamoStore {
         }
     }
 
+    /// Counts what a Query matches (`Select: COUNT`, no items returned), following `LastEvaluatedKey` across
+    /// DynamoDB's 1 MB pages. `build` returns the request without a start key.
+    pub(super) async fn count_all(
+        &self,
+        build: impl Fn() -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> StoreResult<u64> {
+        let mut count = 0u64;
+        let mut start = None;
+        loop {
+            let out = build()
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_limit(self.page_size)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(StoreError::backend)?;
+            count += u64::try_from(out.count).unwrap_or(0);
+            match out.last_evaluated_key {
+                Some(next) if !next.is_empty() => start = Some(next),
+                _ => return Ok(count),
+            }
+        }
+    }
+
     /// Query on one partition, `SK` starting with `prefix`, strongly consistent.
     pub(super) fn query_prefix(
         &self,

@@ -1,6 +1,6 @@
 //! The counters behind `/health`: per-room member counts and the sharded global counters.
 
-use aws_sdk_dynamodb::types::{ReturnValue, Select};
+use aws_sdk_dynamodb::types::ReturnValue;
 use futures::{StreamExt, TryStreamExt};
 
 use super::DynamoStore;
@@ -133,11 +133,9 @@ pub(super) async fn stats(store: &DynamoStore) -> StoreResult<Stats> {
 /// still be counted for a moment.
 async fn count_active_rooms(store: &DynamoStore) -> StoreResult<u64> {
     futures::stream::iter(0..ACTIVE_ROOM_SHARDS)
-        .map(|shard| async move {
-            let mut total = 0u64;
-            let mut start = None;
-            loop {
-                let out = store
+        .map(|shard| {
+            store.count_all(move || {
+                store
                     .client
                     .query()
                     .table_name(&store.table)
@@ -145,17 +143,7 @@ async fn count_active_rooms(store: &DynamoStore) -> StoreResult<u64> {
                     .key_condition_expression("#pk = :pk")
                     .expression_attribute_names("#pk", ACTIVE_SHARD)
                     .expression_attribute_values(":pk", s(active_rooms_pk(shard)))
-                    .select(Select::Count)
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await
-                    .map_err(StoreError::backend)?;
-                total += u64::try_from(out.count).unwrap_or(0);
-                match out.last_evaluated_key {
-                    Some(next) if !next.is_empty() => start = Some(next),
-                    _ => return Ok::<u64, StoreError>(total),
-                }
-            }
+            })
         })
         .buffer_unordered(ITEM_CONCURRENCY)
         .try_fold(0u64, |sum, count| async move { Ok(sum + count) })
