@@ -20,7 +20,7 @@ use crate::timer::{OnTouchTimer, Timer};
 /// three clients.
 pub async fn deps(config: Config) -> Result<Deps, ConfigError> {
     let endpoint = config.management_endpoint.clone().ok_or(ConfigError::Missing("WS_ENDPOINT"))?;
-    let sdk_config = crate::aws::load_for_lambda().await;
+    let sdk_config = crate::aws::load(None).await;
     let store = match config.dynamodb_endpoint.as_deref() {
         // An endpoint override is DynamoDB Local, which has credential rules of its own.
         Some(dynamodb_endpoint) => DynamoStore::from_config(&config.table_name, Some(dynamodb_endpoint)).await,
