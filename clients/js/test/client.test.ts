@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { BellhopError, createClient } from 'bellhop-client';
 import WS from 'ws';
-import { closeAll, connect, type Hub, nextEvent, nextState, startHub, token, withTimeout } from './support.js';
+import { closeAll, connect, type Hub, nextEvent, nextState, rejectionOf, startHub, token, withTimeout } from './support.js';
 
 let hub: Hub;
 before(async () => {
@@ -14,11 +14,7 @@ after(async () => {
   await hub?.stop();
 });
 
-async function rejection(promise: Promise<unknown>): Promise<BellhopError> {
-  const error = await withTimeout(promise.then(() => assert.fail('expected a rejection'), (e) => e), 10_000, 'rejection');
-  assert.ok(error instanceof BellhopError, `not a BellhopError: ${error}`);
-  return error;
-}
+const rejection = (promise: Promise<unknown>) => rejectionOf(promise, BellhopError);
 
 describe('connecting', () => {
   test('a client connects with the token in the bearer subprotocol and says hello', async () => {

@@ -2,6 +2,7 @@
  * Test support: the real harness binary on a free port with an in-memory store (one per test file), development
  * tokens signed like a platform backend signs them, a recording WebSocket, and waits that always have a deadline.
  */
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { dirname, join } from 'node:path';
@@ -198,4 +199,15 @@ export function collect(client: Client<any, any>, name: string): Array<{ data: a
 
 export async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   return within(ms, what, (resolve, reject) => promise.then(resolve, reject));
+}
+
+/** The error `promise` is rejected with, which must be an instance of `kind`; fails if it resolves instead. */
+export async function rejectionOf<E extends Error>(promise: Promise<unknown>, kind: new (...args: any[]) => E): Promise<E> {
+  const outcome = promise.then(
+    () => assert.fail(`expected a rejection with ${kind.name}`),
+    (error: unknown) => error,
+  );
+  const error = await withTimeout(outcome, 10_000, `rejection with ${kind.name}`);
+  assert.ok(error instanceof kind, `not a ${kind.name}: ${error}`);
+  return error;
 }
