@@ -16,11 +16,11 @@ use crate::timer::{OnTouchTimer, Timer};
 
 /// The cloud wiring every function but the authorizer shares: DynamoDB store, Management API pusher at
 /// `WS_ENDPOINT`, and the call timer: delayed SQS messages when `MISSED_CALL_QUEUE_URL` is set, otherwise only the
-/// on-touch expiry. The AWS configuration (region, credentials chain) is loaded once at cold start and shared by the
-/// three clients.
+/// on-touch expiry. The AWS configuration (region and credentials from Lambda's environment, the Amazon Trust
+/// Services roots) is loaded once at cold start and shared by the three clients.
 pub async fn deps(config: Config) -> Result<Deps, ConfigError> {
     let endpoint = config.management_endpoint.clone().ok_or(ConfigError::Missing("WS_ENDPOINT"))?;
-    let sdk_config = crate::aws::load(None).await;
+    let sdk_config = crate::aws::load_in_lambda(config.ssl_cert_file.as_deref()).await;
     let store = match config.dynamodb_endpoint.as_deref() {
         // An endpoint override is DynamoDB Local, which has credential rules of its own.
         Some(dynamodb_endpoint) => DynamoStore::from_config(&config.table_name, Some(dynamodb_endpoint)).await,

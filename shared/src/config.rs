@@ -160,6 +160,10 @@ pub struct Config {
     /// Management API endpoint, `https://{api}.execute-api.{region}.amazonaws.com/{stage}`. When unset, the pusher
     /// derives it from the event's `domainName` and `stage`.
     pub management_endpoint: Option<String>,
+    /// A CA bundle the Lambdas trust instead of the Amazon Trust Services roots they trust by default (`SSL_CERT_FILE`,
+    /// the variable OpenSSL and rustls-native-certs read): for a VPC whose egress re-signs TLS, such as AWS Network
+    /// Firewall's TLS inspection. See `crate::aws::load_in_lambda`.
+    pub ssl_cert_file: Option<String>,
     pub room_policy: RoomPolicy,
     pub role_rooms: RoleRooms,
     pub limits: Limits,
@@ -185,6 +189,7 @@ impl std::fmt::Debug for Config {
             .field("table_name", &self.table_name)
             .field("dynamodb_endpoint", &self.dynamodb_endpoint)
             .field("management_endpoint", &self.management_endpoint)
+            .field("ssl_cert_file", &self.ssl_cert_file)
             .field("broadcast_enabled", &self.broadcast_enabled)
             .field("cors_origins", &self.cors_origins)
             .field("limits", &self.limits)
@@ -297,6 +302,7 @@ impl Config {
             table_name: get("TABLE_NAME").unwrap_or_else(|| "bellhop".to_owned()),
             dynamodb_endpoint: get("DYNAMODB_ENDPOINT"),
             management_endpoint: get("WS_ENDPOINT"),
+            ssl_cert_file: get("SSL_CERT_FILE"),
             room_policy,
             role_rooms,
             limits,
