@@ -56,6 +56,10 @@ struct Cli {
     /// Delay every @connections answer by this many milliseconds [BELLHOP_MANAGEMENT_DELAY_MS, default 0].
     #[arg(long)]
     management_delay_ms: Option<u64>,
+    /// Threads for sockets and handlers: 1 is a single event loop, more a work-stealing pool
+    /// [BELLHOP_WORKER_THREADS, default 1].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    worker_threads: Option<u16>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -91,11 +95,26 @@ enum PusherKind {
     Sdk,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::from_env_with_dev_defaults().context("read configuration")?;
+    // One thread by default. The harness's work is a fan-out: one message becomes a write on each member's socket,
+    // each done by that connection's task. On a work-stealing pool every one of those wake-ups may unpark another
+    // worker thread (a futex call and a context switch per delivery, measured with `strace -c` under
+    // `bench/profile.sh`), which cost more CPU than the second thread gave back: on the benchmark's broadcast
+    // (bench/RESULTS.md) a single event loop spent about 20 % less CPU per delivery at 100 and 400 msg/s, had a lower
+    // p99, and sustained the same highest rate. SQLite keeps its own threads either way, so the store never blocks
+    // the loop.
+    let worker_threads = cli.worker_threads.unwrap_or(config.harness.worker_threads);
+    let runtime = match worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(usize::from(n)).enable_all().build(),
+    }
+    .context("start the async runtime")?;
+    runtime.block_on(run(cli, config, worker_threads))
+}
 
+async fn run(cli: Cli, config: Config, worker_threads: u16) -> anyhow::Result<()> {
     if let Some(Command::Token { sub, role, name, email, rooms, ttl_secs }) = cli.command {
         let claims = Claims {
             role,
@@ -188,6 +207,7 @@ async fn main() -> anyhow::Result<()> {
     println!("  Data:            {data_note}");
     println!("  Throttling:      {throttling_note}");
     println!("  Messages:        {order_note}");
+    println!("  Threads:         {worker_threads} (--worker-threads)");
     if dev_secrets {
         println!("  Browsers:        local origins only (public dev secrets in use)");
     }

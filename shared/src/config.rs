@@ -127,6 +127,9 @@ pub struct HarnessSettings {
     pub region: String,
     /// Added before every `@connections` answer, to stand in for the management API's latency in measurements.
     pub management_delay_ms: u64,
+    /// Threads that run the harness's sockets and handlers: 1 (the default) is a single event loop, more is a
+    /// work-stealing pool. See `local`'s `main` for why one is the default.
+    pub worker_threads: u16,
     /// Whether the public development secrets are in use: the harness then accepts browser requests only from
     /// local origins, unless `CORS_ORIGINS` names others.
     pub dev_secrets: bool,
@@ -142,6 +145,7 @@ impl std::fmt::Debug for HarnessSettings {
             .field("pusher", &self.pusher)
             .field("throttling", &self.throttling)
             .field("strict_order", &self.strict_order)
+            .field("worker_threads", &self.worker_threads)
             .field("access_key_id", &self.access_key_id)
             .field("region", &self.region)
             .field("dev_secrets", &self.dev_secrets)
@@ -388,6 +392,13 @@ fn harness_settings(get: &impl Fn(&str) -> Option<String>, dev_secrets: bool) ->
             .or_else(|| get("AWS_DEFAULT_REGION"))
             .unwrap_or_else(|| crate::gateway::DEFAULT_REGION.to_owned()),
         management_delay_ms: local_number("BELLHOP_MANAGEMENT_DELAY_MS", 0)?,
+        worker_threads: {
+            let n = local_number("BELLHOP_WORKER_THREADS", 1)?;
+            u16::try_from(n)
+                .ok()
+                .filter(|n| (1..=256).contains(n))
+                .ok_or_else(|| invalid("BELLHOP_WORKER_THREADS", format!("{n} is not between 1 and 256")))?
+        },
         dev_secrets,
     })
 }
@@ -441,6 +452,9 @@ mod tests {
         assert_eq!(config.harness.port, 3001);
         assert_eq!(config.harness.throttling, Some((500, 1000)));
         assert!(config.harness.dev_secrets && !config.harness.strict_order);
+        assert_eq!(config.harness.worker_threads, 1);
+        let refused = Config::from_lookup(lookup(&[("BELLHOP_WORKER_THREADS", "0")]), true);
+        assert!(matches!(refused, Err(ConfigError::Invalid { name: "BELLHOP_WORKER_THREADS", .. })));
         let config = Config::from_lookup(
             lookup(&[("BELLHOP_NO_THROTTLE", "1"), ("BELLHOP_STORE", "memory"), ("AWS_REGION", "eu-west-1")]),
             true,
