@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// Messages waiting for a slow client before posts start answering 429, as AWS does when "the WebSocket client side
 /// buffer is full".
@@ -68,8 +69,10 @@ impl CloseCause {
 /// One message waiting to be written to a socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Outbound {
-    /// A text message: route responses, gateway error frames, and posts whose data is valid UTF-8.
-    Text(String),
+    /// A text message: route responses, gateway error frames, and posts whose data is valid UTF-8. It shares the
+    /// post's buffer: a fan-out hands every recipient the same bytes, and none of them is copied until the socket
+    /// write frames it.
+    Text(Utf8Bytes),
     /// A binary message: a post whose data is not valid UTF-8, which API Gateway delivers byte for byte in binary
     /// frames rather than altering it.
     Binary(bytes::Bytes),
@@ -78,7 +81,8 @@ pub(crate) enum Outbound {
 impl Outbound {
     /// The message API Gateway sends for `PostToConnection` data: text when the bytes are UTF-8, binary otherwise.
     pub(crate) fn from_post(data: bytes::Bytes) -> Self {
-        match String::from_utf8(data.to_vec()) {
+        // Cloning `Bytes` only counts a reference; the check reads the bytes without copying them.
+        match Utf8Bytes::try_from(data.clone()) {
             Ok(text) => Outbound::Text(text),
             Err(_) => Outbound::Binary(data),
         }
@@ -159,7 +163,7 @@ impl Connection {
 
     /// Queues a route response or error frame, waiting for room: it answers the client's own message.
     pub(crate) async fn queue_waiting(&self, text: String) -> Result<(), QueueError> {
-        self.outbound.send(Outbound::Text(text)).await.map_err(|_| QueueError::Gone)
+        self.outbound.send(Outbound::Text(text.into())).await.map_err(|_| QueueError::Gone)
     }
 
     /// Asks the connection's task to close the socket. The first cause wins.

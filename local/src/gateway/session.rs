@@ -238,7 +238,7 @@ where
     K: Sink<Message, Error = WsError> + Unpin,
 {
     let (bytes, first) = match message {
-        Outbound::Text(text) if text.len() <= MAX_FRAME_BYTES => return sink.send(Message::text(text)).await,
+        Outbound::Text(text) if text.len() <= MAX_FRAME_BYTES => return sink.send(Message::Text(text)).await,
         Outbound::Binary(data) if data.len() <= MAX_FRAME_BYTES => return sink.send(Message::Binary(data)).await,
         Outbound::Text(text) => (bytes::Bytes::from(text), Data::Text),
         Outbound::Binary(data) => (data, Data::Binary),
@@ -466,7 +466,7 @@ mod tests {
     async fn messages_up_to_32_kib_go_out_whole_and_longer_ones_in_continuation_frames() {
         let (mut sink, mut rx) = recording_sink();
 
-        write_message(&mut sink, Outbound::Text("x".repeat(MAX_FRAME_BYTES))).await.expect("written");
+        write_message(&mut sink, Outbound::Text("x".repeat(MAX_FRAME_BYTES).into())).await.expect("written");
         write_message(&mut sink, Outbound::Binary(vec![0xff; MAX_FRAME_BYTES * 2 + 1].into())).await.expect("written");
 
         let written = frames(&mut rx);
