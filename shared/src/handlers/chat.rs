@@ -52,10 +52,6 @@ pub async fn send(deps: &Deps, caller: &Caller, request: SendMessage) -> ActionR
         return Err(ActionError::invalid(format!("metadata must be an object of at most {MAX_METADATA_BYTES} bytes")));
     }
     let members = members_if_publisher(deps, caller, &room).await?;
-    // Participation (the conversations list) is recorded before the message so that a failure here leaves nothing
-    // behind but an idempotent marker for a room the sender is already in, never a stored message the client was told
-    // had failed.
-    deps.store.record_participation(&caller.identity.user_id, &room).await?;
 
     let created_at = chrono::Utc::now();
     let body = MessageBody {
@@ -68,9 +64,11 @@ pub async fn send(deps: &Deps, caller: &Caller, request: SendMessage) -> ActionR
         created_at: timestamp(&created_at),
         updated_at: timestamp(&created_at),
     };
+    // The store records the sender's participation (the conversations list) before the message, so a failure
+    // leaves at most that idempotent marker, never a stored message the client was told had failed.
     let appended = deps
         .store
-        .append_event(NewRoomEvent {
+        .append_message(NewRoomEvent {
             room: room.clone(),
             id: body.id.clone(),
             event: events::MESSAGE_NEW.to_owned(),
@@ -88,7 +86,9 @@ pub async fn send(deps: &Deps, caller: &Caller, request: SendMessage) -> ActionR
             ServerFrame::room_event(events::MESSAGE_NEW, room.as_str(), Some(appended.event.seq), to_data(&stored));
         let others = members.into_iter().map(|m| m.connection_id).filter(|c| c != caller.id()).collect();
         let report = deps.deliver(others, &frame).await;
-        deps.count_message().await;
+        if !appended.counted {
+            deps.count_message().await;
+        }
         tracing::info!(room = %room, seq = appended.event.seq, delivered = report.delivered.len(), "message sent");
     }
     Ok(Sent { message: stored, duplicate: appended.duplicate })

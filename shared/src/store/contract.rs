@@ -15,7 +15,7 @@ use futures::future::join_all;
 use serde_json::json;
 
 use super::{
-    ActiveRoom, Admission, CallRecord, CallState, CallTransition, CallType, ConnectionRecord, HistoryQuery,
+    ActiveRoom, Admission, Appended, CallRecord, CallState, CallTransition, CallType, ConnectionRecord, HistoryQuery,
     IdempotencyClaim, JoinOutcome, Member, NewRoomEvent, Notification, NotificationQuery, NotificationSelector,
     PresenceRecord, PresenceStatus, RateLimit, RoomEvent, RoomState, Store, StoreError, StoreResult, UserPresence,
 };
@@ -37,6 +37,7 @@ macro_rules! with_every_case {
             participation_and_user_rooms_include_grants,
             append_event_allocates_gapless_seq,
             append_event_is_idempotent_per_client_msg_id,
+            append_message_records_participation_and_counts_each_message_once,
             concurrent_appends_get_distinct_seqs,
             history_pages_latest_before_after,
             get_event_by_id,
@@ -266,6 +267,40 @@ pub async fn append_event_allocates_gapless_seq(store: &dyn Store) {
 
     assert_eq!(first_elsewhere.event.seq, 1, "each room counts on its own");
     assert_eq!(store.history(&chat, HistoryQuery::Latest { limit: 10 }).await.expect("history"), appended);
+}
+
+pub async fn append_message_records_participation_and_counts_each_message_once(store: &dyn Store) {
+    let chat = room("topic");
+    let sender = user("sender");
+    let before = store.stats().await.expect("stats before").total_messages;
+    // What the chat handler does with the answer: a new message the store did not count, it counts itself.
+    let count_as_the_caller_does = |appended: Appended| async move {
+        if !appended.duplicate && !appended.counted {
+            store.count_messages(1).await.expect("count");
+        }
+        appended
+    };
+
+    let message = new_event(&chat, Some(&sender), Some("m1"), json!({ "text": "hi" }));
+    let first = count_as_the_caller_does(store.append_message(message.clone()).await.expect("append")).await;
+    assert!(!first.duplicate);
+    assert_eq!(first.event, stored(message.clone(), 1));
+    assert_eq!(store.user_rooms(&sender).await.expect("rooms"), [chat.clone()], "the sender takes part in the room");
+
+    let retry = count_as_the_caller_does(store.append_message(message).await.expect("append retry")).await;
+    assert!(retry.duplicate, "same sender and client_msg_id is a retry");
+    assert_eq!(retry.event, first.event);
+
+    let second = new_event(&chat, Some(&sender), None, json!({ "text": "again" }));
+    let second = count_as_the_caller_does(store.append_message(second).await.expect("second append")).await;
+    assert_eq!(second.event.seq, 2, "a duplicate allocates no sequence number");
+    assert_eq!(
+        store.history(&chat, HistoryQuery::Latest { limit: 10 }).await.expect("history"),
+        [first.event, second.event]
+    );
+    assert_eq!(store.user_rooms(&sender).await.expect("rooms again"), [chat], "participation is recorded once");
+    let after = store.stats().await.expect("stats after").total_messages;
+    assert_eq!(after, before + 2, "two messages, the retry not counted");
 }
 
 pub async fn append_event_is_idempotent_per_client_msg_id(store: &dyn Store) {

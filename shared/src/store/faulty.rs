@@ -159,6 +159,7 @@ faulty_store_impl! {
     fn user_rooms(&self, user: &UserId) -> Vec<RoomName>;
     fn user_rooms_page(&self, user: &UserId, after: Option<&str>, limit: u32) -> Page<RoomName>;
     fn append_event(&self, event: NewRoomEvent) -> Appended;
+    fn append_message(&self, event: NewRoomEvent) -> Appended;
     fn history(&self, room: &RoomName, query: HistoryQuery) -> Vec<RoomEvent>;
     fn get_event(&self, room: &RoomName, id: &str) -> Option<RoomEvent>;
     fn count_unread(&self, room: &RoomName, after_seq: u64, reader: &UserId) -> u64;

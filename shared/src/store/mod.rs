@@ -206,6 +206,9 @@ pub struct RoomEvent {
 pub struct Appended {
     pub event: RoomEvent,
     pub duplicate: bool,
+    /// Whether the store already added this message to `total_messages` (the `/health` stats) in the write that
+    /// stored it, which [`Store::append_message`] may do. When it did not, the caller counts a new message itself.
+    pub counted: bool,
 }
 
 /// A page of history. Results are always in ascending `seq` order.
@@ -323,8 +326,7 @@ pub enum IdempotencyClaim {
 /// `tat` (None when the bucket is full), either the new `tat` to store (`Ok`) or how long until the event would be
 /// allowed (`Err`). Allowing `burst` events at once means tolerating a `tat` up to `(burst - 1) × interval` ahead.
 pub(crate) fn gcra_step(tat: Option<i64>, now: i64, limit: RateLimit) -> Result<i64, std::time::Duration> {
-    let interval = i64::try_from(limit.interval.as_millis()).unwrap_or(i64::MAX).max(1);
-    let tolerance = interval.saturating_mul(i64::from(limit.burst.max(1) - 1));
+    let (interval, tolerance) = gcra_bounds(limit);
     let base = tat.map_or(now, |tat| tat.max(now));
     let ahead = base - now;
     if ahead > tolerance {
@@ -332,6 +334,13 @@ pub(crate) fn gcra_step(tat: Option<i64>, now: i64, limit: RateLimit) -> Result<
     } else {
         Ok(base.saturating_add(interval))
     }
+}
+
+/// A limit's emission interval and how far ahead of now its theoretical arrival time may run (burst − 1 intervals),
+/// in milliseconds: the two numbers [`gcra_step`] and a store that runs the same test in its own query work with.
+pub(crate) fn gcra_bounds(limit: RateLimit) -> (i64, i64) {
+    let interval = i64::try_from(limit.interval.as_millis()).unwrap_or(i64::MAX).max(1);
+    (interval, interval.saturating_mul(i64::from(limit.burst.max(1) - 1)))
 }
 
 /// Now, truncated to the millisecond precision every adapter keeps, so a record handed back equals the one stored.
@@ -479,6 +488,13 @@ pub trait Store: Send + Sync + 'static {
     /// Appends a durable event with the room's next sequence number, atomically; see [`NewRoomEvent::client_msg_id`]
     /// for idempotent appends.
     async fn append_event(&self, event: NewRoomEvent) -> StoreResult<Appended>;
+
+    /// A member's chat message: records its sender's participation in the room (see
+    /// [`Store::record_participation`]), then appends it as [`Store::append_event`] does. Participation comes first,
+    /// so a failure leaves at most that idempotent marker, never a stored message the client was told had failed. A
+    /// store that can also count the message in `total_messages` in the same round trip does, and says so in
+    /// [`Appended::counted`].
+    async fn append_message(&self, event: NewRoomEvent) -> StoreResult<Appended>;
 
     async fn history(&self, room: &RoomName, query: HistoryQuery) -> StoreResult<Vec<RoomEvent>>;
 

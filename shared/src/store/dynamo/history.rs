@@ -106,7 +106,7 @@ pub(super) async fn append_event(store: &DynamoStore, event: NewRoomEvent) -> St
         let error = match request.send().await {
             Ok(_) => {
                 store.remember_seq(&event.room, stored.seq);
-                return Ok(Appended { event: stored, duplicate: false });
+                return Ok(Appended { event: stored, duplicate: false, counted: false });
             }
             Err(error) => error,
         };
@@ -119,7 +119,7 @@ pub(super) async fn append_event(store: &DynamoStore, event: NewRoomEvent) -> St
                     None => return Err(StoreError::backend(error)),
                 },
             };
-            return Ok(Appended { event: first, duplicate: true });
+            return Ok(Appended { event: first, duplicate: true, counted: false });
         }
         if attempt >= APPEND_ATTEMPTS {
             return Err(StoreError::backend(DynamoItemError::Contended(attempt)));

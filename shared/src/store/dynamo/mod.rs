@@ -313,6 +313,15 @@ impl Store for DynamoStore {
         history::append_event(self, event).await
     }
 
+    /// Two requests, participation first; the count is left to the caller, which makes it after the delivery so that
+    /// the members do not wait for a third request.
+    async fn append_message(&self, event: NewRoomEvent) -> StoreResult<Appended> {
+        if let Some(sender) = &event.sender {
+            membership::record_participation(self, sender, &event.room).await?;
+        }
+        history::append_event(self, event).await
+    }
+
     async fn history(&self, room: &RoomName, query: HistoryQuery) -> StoreResult<Vec<RoomEvent>> {
         history::history(self, room, query).await
     }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use super::SqliteStore;
 use super::codec::from_millis;
 use crate::ids::ConnectionId;
-use crate::store::{Admission, RateLimit, StoreError, StoreResult, gcra_step};
+use crate::store::{Admission, RateLimit, StoreError, StoreResult, gcra_bounds, gcra_step};
 
 /// Reads and moves the bucket in one write transaction, so concurrent admits of one key are serialised. Rows of
 /// full buckets (`tat` in the past) say nothing a missing row would not, so each admit also deletes a few of them:
@@ -47,8 +47,10 @@ pub(super) async fn admit(
     Ok(admission)
 }
 
-/// The connection row's `inbound_tat` is the bucket; the update that moves it also stamps `last_activity`. Read and
-/// update share one write transaction, so concurrent frames of a connection are serialised.
+/// The connection row's `inbound_tat` is the bucket; the update that moves it also stamps `last_activity`. The GCRA
+/// test is the update's own `WHERE`, so an allowed frame costs one statement, atomic on its own: concurrent frames of
+/// a connection are serialised by the single writer without a transaction. Only when nothing was updated does a
+/// second read tell a refusal (and its wait) from a connection that is no longer recorded.
 pub(super) async fn admit_frame(
     store: &SqliteStore,
     connection: &ConnectionId,
@@ -56,30 +58,35 @@ pub(super) async fn admit_frame(
     now: DateTime<Utc>,
 ) -> StoreResult<Admission> {
     let now = now.timestamp_millis();
-    let mut tx = store.write_tx().await?;
+    let (interval, tolerance) = gcra_bounds(limit);
+    let moved = sqlx::query(
+        "UPDATE connections
+         SET inbound_tat = MAX(COALESCE(inbound_tat, ?1), ?1) + ?2, last_activity = ?1
+         WHERE connection_id = ?4 AND MAX(COALESCE(inbound_tat, ?1), ?1) - ?1 <= ?3",
+    )
+    .bind(now)
+    .bind(interval)
+    .bind(tolerance)
+    .bind(connection.as_str())
+    .execute(&store.writer)
+    .await
+    .map_err(StoreError::backend)?;
+    if moved.rows_affected() == 1 {
+        return Ok(Admission::Allowed);
+    }
     let row: Option<Option<i64>> = sqlx::query_scalar("SELECT inbound_tat FROM connections WHERE connection_id = ?")
         .bind(connection.as_str())
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&store.writer)
         .await
         .map_err(StoreError::backend)?;
     // A connection that is no longer recorded (a disconnect raced this frame) has no bucket to hold it back, and a
     // frame is let through whenever the limiter cannot decide.
     let Some(tat) = row else { return Ok(Admission::Allowed) };
-    let admission = match gcra_step(tat, now, limit) {
-        Ok(tat) => {
-            sqlx::query("UPDATE connections SET inbound_tat = ?, last_activity = ? WHERE connection_id = ?")
-                .bind(tat)
-                .bind(now)
-                .bind(connection.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::backend)?;
-            Admission::Allowed
-        }
+    Ok(match gcra_step(tat, now, limit) {
         Err(retry_after) => Admission::Limited { retry_after },
-    };
-    tx.commit().await.map_err(StoreError::backend)?;
-    Ok(admission)
+        // The bucket drained between the two statements: refused all the same, and free again at once.
+        Ok(_) => Admission::Limited { retry_after: std::time::Duration::ZERO },
+    })
 }
 
 pub(super) async fn connection_activity(

@@ -215,6 +215,10 @@ impl Store for SqliteStore {
         history::append_event(self, event).await
     }
 
+    async fn append_message(&self, event: NewRoomEvent) -> StoreResult<Appended> {
+        history::append_message(self, event).await
+    }
+
     async fn history(&self, room: &RoomName, query: HistoryQuery) -> StoreResult<Vec<RoomEvent>> {
         history::history(self, room, query).await
     }

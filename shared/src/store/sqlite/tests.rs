@@ -140,3 +140,24 @@ async fn the_store_calls_of_a_message_send_are_measured() {
         close(store).await;
     }
 }
+
+/// SQLite counts a chat message in the query that stores it, so the chat handler makes no separate stats write.
+#[tokio::test]
+async fn append_message_counts_new_messages_itself_and_duplicates_not_at_all() {
+    let store = SqliteStore::in_memory().await.expect("in-memory store opens");
+    let message = NewRoomEvent {
+        room: RoomName::parse("topic:counted").expect("room"),
+        id: uuid::Uuid::now_v7().to_string(),
+        event: "message:new".to_owned(),
+        data: serde_json::json!({ "text": "hi" }),
+        sender: Some(UserId::parse("counted-user").expect("user")),
+        client_msg_id: Some("m1".to_owned()),
+        created_at: chrono::Utc::now(),
+    };
+    let first = store.append_message(message.clone()).await.expect("append");
+    assert!(first.counted && !first.duplicate);
+    assert_eq!(store.stats().await.expect("stats").total_messages, 1);
+    let retry = store.append_message(message).await.expect("append retry");
+    assert!(retry.counted && retry.duplicate, "nothing is owed for a duplicate");
+    assert_eq!(store.stats().await.expect("stats").total_messages, 1);
+}
