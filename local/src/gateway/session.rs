@@ -1,13 +1,14 @@
 //! One open socket: reads client frames into MESSAGE events, writes queued messages (fragmented above 32 KiB),
 //! enforces API Gateway's limits and timeouts, and runs `$disconnect` exactly once when the socket ends.
 //!
-//! Three tasks per connection: this reader loop (which also owns the timers and the close decision), a writer that
-//! drains the outbound queue, and an invoker that routes each message: `ping` is answered by its mock integration
-//! without running any handler, everything else runs `$default`. By default the invoker starts
-//! each message's invocation as soon as it arrives, so one connection's handlers run concurrently and their route
+//! Two long-lived tasks per connection: this reader loop (which also owns the timers and the close decision) and a
+//! writer that drains the outbound queue. Each message then runs as a task of its own that routes it: `ping` is
+//! answered by its mock integration without running any handler, everything else runs `$default`. By default each
+//! message's invocation starts as soon as it arrives, so one connection's handlers run concurrently and their route
 //! responses come back in whatever order they finish, as on AWS (which invokes the integration for each frame
 //! independently). `strict_order` runs them one after another instead, for debugging. Route responses travel
-//! through the same queue as posts.
+//! through the same queue as posts. An idle connection holds no invocation task and no inbox: that memory is paid
+//! only while a message runs.
 //!
 //! The loop is generic over any `Sink` + `Stream` of tungstenite messages, so its rules are unit-tested over an
 //! in-memory duplex pipe as well as end to end over TCP.
@@ -27,7 +28,7 @@ use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use super::Gateway;
 use super::connections::{CloseCause, Connection, ConnectionEnds, Outbound, new_message_id, new_request_id};
@@ -69,8 +70,9 @@ pub(crate) async fn run<S: Socket>(
     let (sink, mut stream) = socket.split();
     let (close_tx, close_rx) = oneshot::channel::<CloseFrame>();
     let writer = tokio::spawn(write_loop(sink, outbound, close_rx, connection.clone()));
-    let (inbox_tx, inbox_rx) = mpsc::channel::<String>(64);
-    let invoker = tokio::spawn(invoke_loop(gateway.clone(), connection.clone(), ctx.clone(), inbox_rx));
+    // Shared by every invocation instead of copied into each: the authorizer context can be sizeable.
+    let ctx = Arc::new(ctx);
+    let mut invocations = Invocations::new(gateway.settings.strict_order);
     let mut shutdown = gateway.shutdown.clone();
     let lifetime_deadline = Instant::now() + gateway.settings.max_lifetime;
 
@@ -80,9 +82,7 @@ pub(crate) async fn run<S: Socket>(
             frame = stream.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
                     connection.touch();
-                    if inbox_tx.send(text.to_string()).await.is_err() {
-                        tracing::warn!("message invoker stopped early");
-                    }
+                    invocations.start(invoke(gateway.clone(), connection.clone(), ctx.clone(), text)).await;
                 }
                 Some(Err(WsError::Utf8(error))) => {
                     // A text message that is not UTF-8 never reaches Lambda: the connection fails with 1007, as
@@ -125,6 +125,8 @@ pub(crate) async fn run<S: Socket>(
                     break Ended { code: 1006, reason: "Connection closed abnormally".into() };
                 }
             },
+            // Reaps finished invocations, so the set holds only the running ones.
+            Some(done) = invocations.running.join_next(), if !invocations.running.is_empty() => report_panic(done),
             _ = sleep_until(idle_deadline) => {
                 if connection.last_data() + gateway.settings.idle_timeout <= Instant::now() {
                     tracing::info!("idle timeout");
@@ -151,12 +153,9 @@ pub(crate) async fn run<S: Socket>(
 
     // Gone for the management API from now on, before `$disconnect` runs, as in AWS.
     gateway.registry.remove(&connection.id);
-    drop(inbox_tx);
     // Messages already received still run before `$disconnect`, so a late handler cannot re-create state the
     // disconnect just removed.
-    if let Err(error) = invoker.await {
-        tracing::error!(%error, "message invoker panicked");
-    }
+    invocations.finish().await;
     writer.abort();
     run_disconnect(&gateway, &ctx, ended.code, &ended.reason).await;
 }
@@ -270,30 +269,52 @@ fn is_client_protocol_error(error: &ProtocolError) -> bool {
     )
 }
 
-/// Routes each received message (see [`invoke`]) and sends the route response back: concurrently by default, one
-/// after another with `strict_order`. Returns once every started invocation has finished, so `$disconnect` never
-/// overtakes a message that arrived before the close.
-async fn invoke_loop(
-    gateway: Arc<Gateway>,
-    connection: Arc<Connection>,
-    ctx: ConnectionContext,
-    mut inbox: mpsc::Receiver<String>,
-) {
-    let mut running = JoinSet::new();
-    while let Some(body) = inbox.recv().await {
-        // Reap finished invocations so the set does not grow with the connection's lifetime.
-        while let Some(done) = running.try_join_next() {
+/// How many messages may wait for their turn under `strict_order` before the reader stops reading the socket, so a
+/// client that sends faster than its messages run is held back by TCP instead of by the harness's memory.
+const STRICT_ORDER_BACKLOG: usize = 64;
+
+/// A connection's running invocations (see [`invoke`]), one task each: concurrent by default, each waiting for the
+/// one before it under `strict_order`.
+struct Invocations {
+    running: JoinSet<()>,
+    strict_order: bool,
+    /// Under `strict_order`, fires when the last started invocation has finished (or panicked).
+    previous: Option<oneshot::Receiver<()>>,
+}
+
+impl Invocations {
+    fn new(strict_order: bool) -> Self {
+        Self { running: JoinSet::new(), strict_order, previous: None }
+    }
+
+    async fn start(&mut self, invocation: impl Future<Output = ()> + Send + 'static) {
+        if !self.strict_order {
+            self.running.spawn(invocation);
+            return;
+        }
+        while self.running.len() >= STRICT_ORDER_BACKLOG {
+            if let Some(done) = self.running.join_next().await {
+                report_panic(done);
+            }
+        }
+        let previous = self.previous.take();
+        let (finished, next) = oneshot::channel();
+        self.previous = Some(next);
+        self.running.spawn(async move {
+            if let Some(previous) = previous {
+                // An error only means the previous invocation panicked; it is over either way.
+                let _ = previous.await;
+            }
+            invocation.await;
+            let _ = finished.send(());
+        });
+    }
+
+    /// Waits for every started invocation, so `$disconnect` never overtakes a message that arrived before the close.
+    async fn finish(mut self) {
+        while let Some(done) = self.running.join_next().await {
             report_panic(done);
         }
-        let invocation = invoke(gateway.clone(), connection.clone(), ctx.clone(), body);
-        if gateway.settings.strict_order {
-            invocation.await;
-        } else {
-            running.spawn(invocation);
-        }
-    }
-    while let Some(done) = running.join_next().await {
-        report_panic(done);
     }
 }
 
@@ -305,7 +326,7 @@ fn report_panic(done: Result<(), tokio::task::JoinError>) {
 
 /// One MESSAGE: route selection, the route's throttling, then its integration (the `$default` function under the
 /// integration timeout, or the `ping` route's mock) and its route response.
-async fn invoke(gateway: Arc<Gateway>, connection: Arc<Connection>, ctx: ConnectionContext, body: String) {
+async fn invoke(gateway: Arc<Gateway>, connection: Arc<Connection>, ctx: Arc<ConnectionContext>, body: Utf8Bytes) {
     let invocation = Invocation { request_id: new_request_id(), time_ms: chrono::Utc::now().timestamp_millis() };
     let route_key = select_route(&body, &ROUTES);
     if let Some(throttles) = &gateway.throttles
