@@ -216,7 +216,7 @@ pub(crate) async fn upgrade(
         gateway.registry.insert(connection.clone());
         let guard = gateway.session_guard();
         let session_gateway = gateway.clone();
-        let session_ctx = ctx.clone();
+        let session_ctx = ctx;
         tokio::spawn(async move {
             let _guard = guard;
             match on_upgrade.await {

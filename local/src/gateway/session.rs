@@ -16,12 +16,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use serde_json::json;
 use shared::gateway::{MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, PING_ROUTE_KEY, PING_ROUTE_RESPONSE};
 use shared::handlers::{disconnect, message};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::error::ProtocolError;
@@ -82,7 +83,9 @@ pub(crate) async fn run<S: Socket>(
             frame = stream.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
                     connection.touch();
-                    invocations.start(invoke(gateway.clone(), connection.clone(), ctx.clone(), text)).await;
+                    // Boxed, like the other rare or late steps below, so that the session task, which every idle
+                    // connection keeps, is not sized for them.
+                    invocations.start(Box::pin(invoke(gateway.clone(), connection.clone(), ctx.clone(), text))).await;
                 }
                 Some(Err(WsError::Utf8(error))) => {
                     // A text message that is not UTF-8 never reaches Lambda: the connection fails with 1007, as
@@ -155,9 +158,9 @@ pub(crate) async fn run<S: Socket>(
     gateway.registry.remove(&connection.id);
     // Messages already received still run before `$disconnect`, so a late handler cannot re-create state the
     // disconnect just removed.
-    invocations.finish().await;
+    Box::pin(invocations.finish()).await;
     writer.abort();
-    run_disconnect(&gateway, &ctx, ended.code, &ended.reason).await;
+    Box::pin(run_disconnect(&gateway, &ctx, ended.code, &ended.reason)).await;
 }
 
 /// `$disconnect` for a connection whose `$connect` succeeded but whose upgrade never completed: the handler still
@@ -167,44 +170,49 @@ pub(crate) async fn abandon(gateway: &Arc<Gateway>, ctx: &ConnectionContext) {
     run_disconnect(gateway, ctx, 1006, "Connection closed abnormally").await;
 }
 
-/// Sends our close frame through the writer, waits briefly for the client's reply, and reports the cause.
-async fn server_close<S: Socket>(
+/// Sends our close frame through the writer, waits briefly for the client's reply, and reports the cause. Boxed:
+/// see `run`.
+fn server_close<S: Socket>(
     tx: oneshot::Sender<CloseFrame>,
     stream: &mut SplitStream<S>,
     cause: CloseCause,
     await_reply: bool,
-) -> Ended {
-    let frame = CloseFrame { code: CloseCode::from(cause.code), reason: cause.frame_reason.clone().into() };
-    // The writer may already have stopped after a failed write; then there is nobody left to tell.
-    let _ = tx.send(frame);
-    if await_reply {
-        drain(stream).await;
-    } else {
-        // After a capacity or protocol error the read side is mid-frame or unusable; give the writer a moment to
-        // flush the close instead.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ended { code: cause.code, reason: cause.disconnect_reason }
+) -> BoxFuture<'_, Ended> {
+    Box::pin(async move {
+        let frame = CloseFrame { code: CloseCode::from(cause.code), reason: cause.frame_reason.clone().into() };
+        // The writer may already have stopped after a failed write; then there is nobody left to tell.
+        let _ = tx.send(frame);
+        if await_reply {
+            drain(stream).await;
+        } else {
+            // After a capacity or protocol error the read side is mid-frame or unusable; give the writer a moment to
+            // flush the close instead.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ended { code: cause.code, reason: cause.disconnect_reason }
+    })
 }
 
 /// Reads until the close handshake completes (or the grace period ends), discarding anything else: frames that
-/// arrive after a close never reach Lambda.
-async fn drain<S: Socket>(stream: &mut SplitStream<S>) {
-    let _ = timeout(CLOSE_GRACE, async {
-        while let Some(Ok(frame)) = stream.next().await {
-            if matches!(frame, Message::Close(_)) {
-                // One more read flushes any queued reply and observes the end of the stream.
-                let _ = timeout(Duration::from_millis(200), stream.next()).await;
-                break;
+/// arrive after a close never reach Lambda. Boxed: see `run`.
+fn drain<S: Socket>(stream: &mut SplitStream<S>) -> BoxFuture<'_, ()> {
+    Box::pin(async move {
+        let _ = timeout(CLOSE_GRACE, async {
+            while let Some(Ok(frame)) = stream.next().await {
+                if matches!(frame, Message::Close(_)) {
+                    // One more read flushes any queued reply and observes the end of the stream.
+                    let _ = timeout(Duration::from_millis(200), stream.next()).await;
+                    break;
+                }
             }
-        }
+        })
+        .await;
     })
-    .await;
 }
 
 async fn write_loop<S: Socket>(
     mut sink: SplitSink<S, Message>,
-    mut outbound: mpsc::Receiver<Outbound>,
+    outbound: flume::Receiver<Outbound>,
     mut close: oneshot::Receiver<CloseFrame>,
     connection: Arc<Connection>,
 ) {
@@ -217,8 +225,8 @@ async fn write_loop<S: Socket>(
                 }
                 return;
             }
-            message = outbound.recv() => {
-                let Some(message) = message else { return };
+            message = outbound.recv_async() => {
+                let Ok(message) = message else { return };
                 connection.touch();
                 if let Err(error) = write_message(&mut sink, message).await {
                     tracing::debug!(%error, "write failed");
@@ -539,7 +547,7 @@ mod tests {
             },
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let (sessions, _) = mpsc::channel(1);
+        let (sessions, _) = tokio::sync::mpsc::channel(1);
         let gateway = Arc::new(Gateway::new(deps, registry, settings, 3001, shutdown_rx, sessions, Duration::ZERO));
         let id = super::super::connections::new_connection_id();
         let (connection, ends) = Connection::new(id.clone(), 1, "127.0.0.1".into(), None);
