@@ -174,3 +174,36 @@ async fn append_message_counts_new_messages_itself_and_duplicates_not_at_all() {
     assert!(retry.counted && retry.duplicate, "nothing is owed for a duplicate");
     assert_eq!(store.stats().await.expect("stats").total_messages, 1);
 }
+
+/// The writer never checkpoints, so only the background task can move the log into the database file: the file
+/// growing proves the task runs. (In WAL mode nothing else writes to the database file.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_backed_store_checkpoints_its_log_in_the_background() {
+    let dir = TempDir::new();
+    let path = dir.0.join("bellhop.db");
+    let store = SqliteStore::open(&path).await.expect("file store opens");
+    let file_size = || std::fs::metadata(&path).expect("database file").len();
+    // The first checkpoint comes one interval after opening, so the migrations are still in the log here.
+    let started = file_size();
+    let room = RoomName::parse("topic:checkpoint").expect("room");
+    for i in 0..300 {
+        let event = NewRoomEvent {
+            room: room.clone(),
+            id: uuid::Uuid::now_v7().to_string(),
+            event: "message:new".to_owned(),
+            data: serde_json::json!({ "text": "x".repeat(200), "i": i }),
+            sender: None,
+            client_msg_id: None,
+            created_at: Utc::now(),
+        };
+        store.append_event(event).await.expect("append");
+    }
+    let grown = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while file_size() <= started {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(grown.is_ok(), "no checkpoint within 20 s: the database file stayed at {started} bytes");
+    close(store).await;
+}
