@@ -5,7 +5,6 @@
 //! `@connections` answers Gone before (during `$connect`) and after, exactly as AWS does. The registry owns no
 //! sockets: each connection's task does, and the registry only holds its outbound queue and close signal.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -185,7 +184,9 @@ impl Connection {
 /// Every open connection, by id. Cheap to clone.
 #[derive(Clone, Default)]
 pub(crate) struct Registry {
-    inner: Arc<Mutex<HashMap<String, Arc<Connection>>>>,
+    /// Looked up once per recipient of every fan-out, so it hashes with foldhash (seeded per process) rather than
+    /// SipHash. The keys are ids the harness drew at random, so a client cannot choose colliding ones.
+    inner: Arc<Mutex<foldhash::HashMap<String, Arc<Connection>>>>,
 }
 
 impl Registry {
@@ -224,7 +225,7 @@ impl Registry {
         Ok(())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Connection>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, foldhash::HashMap<String, Arc<Connection>>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
