@@ -19,10 +19,11 @@ use shared::gateway::{PING_ROUTE_KEY, PING_ROUTE_RESPONSE};
 
 /// Variables `Config` reads that the cloud must not set: DynamoDB Local's endpoint override.
 const LOCAL_ONLY_VARIABLES: &[&str] = &["DYNAMODB_ENDPOINT"];
-/// Variables `Config` reads that the cloud sets by other means: Lambda sets the region itself, and `BELLHOP_*` are
-/// the harness's own settings.
+/// Variables `Config` reads that the cloud sets by other means: Lambda sets the region itself, `BELLHOP_*` are the
+/// harness's own settings, and `SSL_CERT_FILE` is an operator's opt-in, added to a function only where its egress
+/// re-signs TLS (README, Configuration).
 fn set_elsewhere(variable: &str) -> bool {
-    variable.starts_with("BELLHOP_") || matches!(variable, "AWS_REGION" | "AWS_DEFAULT_REGION")
+    variable.starts_with("BELLHOP_") || matches!(variable, "AWS_REGION" | "AWS_DEFAULT_REGION" | "SSL_CERT_FILE")
 }
 
 /// Route key → the function folder that must serve it.
