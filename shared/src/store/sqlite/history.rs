@@ -54,10 +54,11 @@ pub(super) async fn append_message(store: &SqliteStore, event: NewRoomEvent) -> 
     finish_append(store, event, rows.first().copied(), true).await
 }
 
-fn bind_append<'q>(
-    query: sqlx::query::QueryScalar<'q, sqlx::Sqlite, i64, sqlx::sqlite::SqliteArguments<'q>>,
-    event: &'q NewRoomEvent,
-) -> StoreResult<sqlx::query::QueryScalar<'q, sqlx::Sqlite, i64, sqlx::sqlite::SqliteArguments<'q>>> {
+/// A query that returns the appended event's `seq`.
+type AppendQuery<'q> = sqlx::query::QueryScalar<'q, sqlx::Sqlite, i64, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Binds the parameters of `append_statement!`, in its order.
+fn bind_append<'q>(query: AppendQuery<'q>, event: &'q NewRoomEvent) -> StoreResult<AppendQuery<'q>> {
     let data = serde_json::to_string(&event.data).map_err(StoreError::backend)?;
     Ok(query
         .bind(event.room.as_str())
