@@ -7,6 +7,8 @@
 //! ratios. It exits with status 1 when any delivery was lost, duplicated or out of order, or any request failed,
 //! so the quick mode works as a test.
 //!
+//! The `floor` subcommand is one of the servers under test, started by the run itself (`bench::floor`).
+//!
 //! Two subcommands measure the cloud path instead (`bench::cloud`): `cloud-fanout`, one emit fanned out through the
 //! AWS SDK's Management API client against the harness's delayed `@connections`, and `init`, each function
 //! binary's init time under the local Lambda Runtime API against a hello-world `lambda_runtime` binary.
@@ -30,7 +32,7 @@ use bench::servers::{Programs, Server, ServerKind, ThreadSample, sample_pid, thr
 #[command(name = "bench", about = "Bellhop vs Socket.IO over loopback: memory, broadcast cost and latency, emits")]
 struct Args {
     #[command(subcommand)]
-    command: Option<CloudCommand>,
+    command: Option<Command>,
     /// A small, fast run (200 connections, one repetition, two short steps) that checks every delivery: the mode
     /// `scripts/test.sh` runs. Explicit options still override it.
     #[arg(long)]
@@ -62,7 +64,7 @@ struct Args {
     #[arg(long, default_value_t = 100.0)]
     p99_limit_ms: f64,
     /// Servers to compare, in order.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "bellhop-sqlite,bellhop-memory,socketio")]
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "bellhop-sqlite,bellhop-memory,floor,socketio")]
     servers: Vec<ServerKind>,
     /// The harness binary.
     #[arg(long, default_value = "target/release/local")]
@@ -87,14 +89,21 @@ struct Args {
     threads: bool,
 }
 
-/// The cloud path, measured on its own (`bench/README.md`, "The cloud path").
+/// The cloud path, measured on its own (`bench/README.md`, "The cloud path"), and the floor server.
 #[derive(Subcommand, Debug)]
-enum CloudCommand {
+enum Command {
     /// One emit to a room of connections through the AWS SDK's Management API client, against the harness's
     /// `@connections` answering after a delay: wall time against its floor, and CPU time.
     CloudFanout(FanoutArgs),
     /// Each function binary's init time under the local Lambda Runtime API, against a hello-world binary.
     Init(InitArgs),
+    /// Serves the floor, the least a server on the harness's stack can do for the workload (`bench/README.md`).
+    /// The run starts it itself.
+    Floor {
+        /// Loopback port; 0 picks a free one.
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -189,20 +198,14 @@ impl Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    // Two worker threads: on a small machine the generator must leave the server its share of the cores, and
-    // its own CPU share is reported so a run where it became the bottleneck can be seen.
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("bench: start the runtime: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    let outcome = match args.command {
-        Some(CloudCommand::CloudFanout(fanout)) => runtime.block_on(cloud_fanout(fanout)),
-        Some(CloudCommand::Init(init)) => runtime.block_on(init_times(init)),
-        None => runtime.block_on(run(args)),
+    let mut args = Args::parse();
+    let outcome = match args.command.take() {
+        Some(Command::Floor { port }) => floor(port),
+        command => generator_runtime().and_then(|runtime| match command {
+            Some(Command::CloudFanout(fanout)) => runtime.block_on(cloud_fanout(fanout)),
+            Some(Command::Init(init)) => runtime.block_on(init_times(init)),
+            _ => runtime.block_on(run(args)),
+        }),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -214,10 +217,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// Two worker threads: on a small machine the generator must leave the server its share of the cores, and its own
+/// CPU share is reported so a run where it became the bottleneck can be seen.
+fn generator_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("start the runtime")
+}
+
+/// The `floor` subcommand, on one current-thread runtime like the harness's default. It serves until killed.
+fn floor(port: u16) -> anyhow::Result<bool> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start the runtime")?;
+    runtime.block_on(bench::floor::serve(port))?;
+    Ok(true)
+}
+
 /// Runs every repetition and prints the table; `Ok(false)` when a check failed.
 async fn run(args: Args) -> anyhow::Result<bool> {
     let plan = args.plan()?;
-    if args.servers.iter().any(|&kind| kind != ServerKind::Socketio) {
+    let bellhop_servers = [ServerKind::BellhopSqlite, ServerKind::BellhopMemory];
+    if args.servers.iter().any(|kind| bellhop_servers.contains(kind)) {
         anyhow::ensure!(args.bellhop.exists(), "no harness binary at {} (build it first)", args.bellhop.display());
     }
     if args.servers.contains(&ServerKind::Socketio) {
@@ -229,6 +246,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         bellhop_args: args.bellhop_args.clone(),
         socketio: args.socketio.clone(),
         node: args.node.clone(),
+        floor: std::env::current_exe().context("find the bench binary, which serves the floor")?,
         bellhop_log: args.bellhop_log.clone(),
         keep_scratch: args.keep_scratch,
     };
@@ -283,6 +301,7 @@ async fn cloud_fanout(args: FanoutArgs) -> anyhow::Result<bool> {
         bellhop_args: vec!["--management-delay-ms".to_owned(), args.delay_ms.to_string()],
         socketio: PathBuf::new(),
         node: PathBuf::new(),
+        floor: PathBuf::new(),
         bellhop_log: args.bellhop_log.clone(),
         keep_scratch: args.keep_scratch,
     };

@@ -30,6 +30,8 @@ pub enum ServerKind {
     BellhopSqlite,
     /// The harness with `--store memory`.
     BellhopMemory,
+    /// The floor (`bench floor`): the least a server on the harness's stack can do for this workload.
+    Floor,
     /// The Socket.IO 4 peer in `bench/socketio`.
     Socketio,
 }
@@ -40,6 +42,7 @@ impl ServerKind {
         match self {
             ServerKind::BellhopSqlite => "bellhop-sqlite",
             ServerKind::BellhopMemory => "bellhop-memory",
+            ServerKind::Floor => "floor",
             ServerKind::Socketio => "socketio",
         }
     }
@@ -48,7 +51,7 @@ impl ServerKind {
     pub fn protocol(self) -> Protocol {
         match self {
             ServerKind::Socketio => Protocol::SocketIo,
-            ServerKind::BellhopSqlite | ServerKind::BellhopMemory => Protocol::Bellhop,
+            ServerKind::BellhopSqlite | ServerKind::BellhopMemory | ServerKind::Floor => Protocol::Bellhop,
         }
     }
 }
@@ -64,6 +67,8 @@ pub struct Programs {
     pub socketio: PathBuf,
     /// The Node.js executable.
     pub node: PathBuf,
+    /// The program whose `floor` subcommand serves the floor: the `bench` binary itself.
+    pub floor: PathBuf,
     /// `RUST_LOG` for the harness: `warn` for measurements, e.g. `sqlx::query=debug,warn` to count statements.
     pub bellhop_log: String,
     /// Keep each server's scratch folder (its log, its SQLite file) instead of removing it.
@@ -188,6 +193,12 @@ impl Server {
                 command.args(&programs.bellhop_args);
                 command
             }
+            ServerKind::Floor => {
+                // This very binary: the floor is its `floor` subcommand.
+                let mut command = Command::new(&programs.floor);
+                command.args(["floor", "--port", "0"]);
+                command
+            }
             ServerKind::Socketio => {
                 let mut command = Command::new(&programs.node);
                 command.arg(programs.socketio.join("server.js")).env("PORT", "0");
@@ -205,7 +216,8 @@ impl Server {
             .kill_on_drop(true);
         let program = match kind {
             ServerKind::Socketio => programs.node.display().to_string(),
-            _ => programs.bellhop.display().to_string(),
+            ServerKind::Floor => programs.floor.display().to_string(),
+            ServerKind::BellhopSqlite | ServerKind::BellhopMemory => programs.bellhop.display().to_string(),
         };
         let mut child = command.spawn().map_err(|source| ServerError::Spawn { program, source })?;
         let pid = child.id().unwrap_or_default();
@@ -296,7 +308,7 @@ async fn read_address(
     while let Ok(Some(line)) = lines.next_line().await {
         found = match kind {
             // "  WebSocket:       ws://127.0.0.1:PORT/STAGE?token=<jwt>"
-            ServerKind::BellhopSqlite | ServerKind::BellhopMemory => line
+            ServerKind::BellhopSqlite | ServerKind::BellhopMemory | ServerKind::Floor => line
                 .trim()
                 .strip_prefix("WebSocket:")
                 .map(|rest| rest.trim().trim_end_matches("?token=<jwt>").to_owned()),
