@@ -66,8 +66,8 @@ pub async fn serve(port: u16) -> anyhow::Result<()> {
 }
 
 async fn upgrade(State(floor): State<Shared>, Path(_stage): Path<String>, upgrade: WebSocketUpgrade) -> Response {
-    // The harness's socket settings: a 1 KiB read buffer, and frames written as soon as they are sent.
-    upgrade.read_buffer_size(1024).write_buffer_size(0).on_upgrade(move |socket| connection(floor, socket))
+    // The harness's read buffer (512 bytes), and frames written as soon as they are sent.
+    upgrade.read_buffer_size(512).write_buffer_size(0).on_upgrade(move |socket| connection(floor, socket))
 }
 
 /// A request frame: `{"action","id","data"}`.

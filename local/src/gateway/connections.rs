@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rand::Rng;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -110,13 +110,16 @@ pub(crate) struct Connection {
     /// made, about 1.3 KB that every idle connection would hold, while flume's queue allocates only when a message
     /// waits in it.
     outbound: flume::Sender<Outbound>,
-    close: watch::Sender<Option<CloseCause>>,
+    /// Why the connection is to close, once something asked (the first cause wins), and the signal that wakes its
+    /// task. Kept in the connection itself rather than in a watch channel, which would be an allocation of about
+    /// 400 bytes per connection for a signal that fires at most once.
+    close_cause: Mutex<Option<CloseCause>>,
+    close_requested: Notify,
 }
 
-/// The receiving ends a connection task owns.
+/// The receiving end a connection task owns.
 pub(crate) struct ConnectionEnds {
     pub(crate) outbound: flume::Receiver<Outbound>,
-    pub(crate) close: watch::Receiver<Option<CloseCause>>,
 }
 
 impl Connection {
@@ -127,7 +130,6 @@ impl Connection {
         user_agent: Option<String>,
     ) -> (Arc<Self>, ConnectionEnds) {
         let (outbound_tx, outbound_rx) = flume::bounded(OUTBOUND_QUEUE);
-        let (close_tx, close_rx) = watch::channel(None);
         let connection = Arc::new(Self {
             id,
             connected_at_ms,
@@ -136,9 +138,10 @@ impl Connection {
             last_active_ms: AtomicI64::new(connected_at_ms),
             last_data: Mutex::new(Instant::now()),
             outbound: outbound_tx,
-            close: close_tx,
+            close_cause: Mutex::new(None),
+            close_requested: Notify::new(),
         });
-        (connection, ConnectionEnds { outbound: outbound_rx, close: close_rx })
+        (connection, ConnectionEnds { outbound: outbound_rx })
     }
 
     pub(crate) fn last_active_ms(&self) -> i64 {
@@ -170,14 +173,22 @@ impl Connection {
 
     /// Asks the connection's task to close the socket. The first cause wins.
     pub(crate) fn request_close(&self, cause: CloseCause) {
-        self.close.send_if_modified(|current| {
-            if current.is_none() {
-                *current = Some(cause);
-                true
-            } else {
-                false
+        let mut current = self.close_cause.lock().unwrap_or_else(|e| e.into_inner());
+        if current.is_none() {
+            *current = Some(cause);
+            // Stores a permit when the task is not waiting right now, so the request is never missed.
+            self.close_requested.notify_one();
+        }
+    }
+
+    /// Waits until a close was requested, and returns its cause.
+    pub(crate) async fn close_requested(&self) -> CloseCause {
+        loop {
+            if let Some(cause) = self.close_cause.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+                return cause;
             }
-        });
+            self.close_requested.notified().await;
+        }
     }
 }
 
@@ -298,12 +309,14 @@ mod tests {
     #[tokio::test]
     async fn delete_forgets_the_connection_and_signals_a_normal_close() {
         let registry = Registry::default();
-        let (connection, mut ends) = Connection::new("gbf_-C9vMQAYKEiZoA==".into(), 1, "127.0.0.1".into(), None);
-        registry.insert(connection);
+        let (connection, _ends) = Connection::new("gbf_-C9vMQAYKEiZoA==".into(), 1, "127.0.0.1".into(), None);
+        registry.insert(connection.clone());
 
         registry.delete("gbf_-C9vMQAYKEiZoA==").expect("deleted");
+        connection.request_close(CloseCause::going_away());
 
-        assert_eq!(ends.close.borrow_and_update().clone(), Some(CloseCause::deleted()));
+        let cause = tokio::time::timeout(std::time::Duration::from_secs(5), connection.close_requested()).await;
+        assert_eq!(cause.ok(), Some(CloseCause::deleted()), "the first cause wins");
         assert_eq!(registry.post("gbf_-C9vMQAYKEiZoA==", Outbound::Text("x".into())), Err(QueueError::Gone));
         assert_eq!(registry.delete("gbf_-C9vMQAYKEiZoA=="), Err(QueueError::Gone));
     }

@@ -20,7 +20,20 @@ pub(crate) struct ConnectionContext {
     pub(crate) source_ip: String,
     pub(crate) user_agent: Option<String>,
     /// The authorizer's answer, already flattened to `principalId` + stringified context values.
-    pub(crate) authorizer: Option<Map<String, Value>>,
+    pub(crate) authorizer: Option<AuthorizerContext>,
+}
+
+/// The authorizer's answer as API Gateway attaches it to every event of the connection: `principalId` and each
+/// context value as a string, by key. Kept as pairs rather than as a JSON map because every open connection holds
+/// one: a map's first node alone is about 600 bytes, which the pairs do not need.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct AuthorizerContext(Box<[(Box<str>, Box<str>)]>);
+
+impl AuthorizerContext {
+    /// The JSON object an event carries as `requestContext.authorizer`.
+    fn to_map(&self) -> Map<String, Value> {
+        self.0.iter().map(|(key, value)| (key.to_string(), Value::String(value.to_string()))).collect()
+    }
 }
 
 /// The handshake request as the client sent it.
@@ -139,23 +152,23 @@ pub(crate) fn disconnect_event(
 /// Flattens an authorizer answer the way API Gateway does before attaching it to events: `principalId` plus every
 /// context value turned into a string (`7` → `"7"`, `true` → `"true"`). Objects and arrays are not allowed by AWS;
 /// they are dropped rather than passed on in a shape AWS would never produce.
-pub(crate) fn stringify_authorizer_context(principal_id: Option<&str>, context: &Value) -> Map<String, Value> {
-    let mut fields = Map::new();
+pub(crate) fn stringify_authorizer_context(principal_id: Option<&str>, context: &Value) -> AuthorizerContext {
+    let mut fields: std::collections::BTreeMap<Box<str>, Box<str>> = std::collections::BTreeMap::new();
     if let Some(principal) = principal_id {
-        fields.insert("principalId".into(), json!(principal));
+        fields.insert("principalId".into(), principal.into());
     }
     if let Value::Object(context) = context {
         for (key, value) in context {
             let text = match value {
-                Value::String(s) => s.clone(),
-                Value::Number(n) => n.to_string(),
-                Value::Bool(b) => b.to_string(),
+                Value::String(s) => s.as_str().into(),
+                Value::Number(n) => n.to_string().into(),
+                Value::Bool(b) => b.to_string().into(),
                 Value::Null | Value::Array(_) | Value::Object(_) => continue,
             };
-            fields.insert(key.clone(), Value::String(text));
+            fields.insert(key.as_str().into(), text);
         }
     }
-    fields
+    AuthorizerContext(fields.into_iter().collect())
 }
 
 /// The text of a Lambda proxy response body; `None` when there is no body to send.
@@ -192,7 +205,7 @@ fn common_context(ctx: &ConnectionContext, route_key: &str, event_type: &str, in
     let mut context = Map::new();
     context.insert("routeKey".into(), json!(route_key));
     if let Some(authorizer) = &ctx.authorizer {
-        context.insert("authorizer".into(), Value::Object(authorizer.clone()));
+        context.insert("authorizer".into(), Value::Object(authorizer.to_map()));
     }
     context.insert("eventType".into(), json!(event_type));
     context.insert("extendedRequestId".into(), json!(inv.request_id));
@@ -274,7 +287,7 @@ fn insert_query(event: &mut Map<String, Value>, query: Option<&str>) {
 mod tests {
     use super::*;
 
-    fn ctx(authorizer: Option<Map<String, Value>>) -> ConnectionContext {
+    fn ctx(authorizer: Option<AuthorizerContext>) -> ConnectionContext {
         ConnectionContext {
             api_id: "bellhoploc".into(),
             stage: "local".into(),
@@ -307,14 +320,14 @@ mod tests {
         Invocation { request_id: "EOnXGHGfIAMErsw=".into(), time_ms: 1_790_294_265_737 + offset }
     }
 
-    fn authorizer() -> Map<String, Value> {
+    fn authorizer() -> AuthorizerContext {
         stringify_authorizer_context(Some("u1"), &json!({"n": 7, "b": true, "f": false, "s": "", "o": {"x": 1}}))
     }
 
     #[test]
     fn authorizer_context_values_are_stringified_with_the_principal() {
         assert_eq!(
-            Value::Object(authorizer()),
+            Value::Object(authorizer().to_map()),
             json!({"principalId": "u1", "n": "7", "b": "true", "f": "false", "s": ""})
         );
     }
@@ -379,9 +392,15 @@ mod tests {
         assert_eq!(connect["requestContext"]["authorizer"]["integrationLatency"], 33);
         assert_eq!(typed.request_context.authorizer.fields.get("n"), Some(&json!("7")));
         let (message, _) = message_event(&ctx, "$default", "m1", "{}", &inv(1)).expect("shape");
-        assert_eq!(message["requestContext"]["authorizer"], Value::Object(authorizer()));
+        assert_eq!(
+            message["requestContext"]["authorizer"],
+            json!({"principalId": "u1", "n": "7", "b": "true", "f": "false", "s": ""})
+        );
         let (disconnect, _) = disconnect_event(&ctx, 1000, "bye", &inv(2)).expect("shape");
-        assert_eq!(disconnect["requestContext"]["authorizer"], Value::Object(authorizer()));
+        assert_eq!(
+            disconnect["requestContext"]["authorizer"],
+            json!({"principalId": "u1", "n": "7", "b": "true", "f": "false", "s": ""})
+        );
     }
 
     #[test]

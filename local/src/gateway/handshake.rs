@@ -31,11 +31,12 @@ use super::session;
 
 /// Socket buffers: a small read buffer and a write buffer capped at one full message plus framing, so a client that
 /// stops reading cannot make the harness buffer forever. The read buffer is held by every idle connection (the
-/// 128 KiB default cost about 90 KB each, 4 KiB about 4 KB); 1 KiB holds a typical client frame in one read, and a
-/// larger frame still arrives whole, because tungstenite reserves each frame's full length once it has its header.
+/// 128 KiB default cost about 90 KB each, 4 KiB about 4 KB); 512 bytes hold a typical client frame (an action, an
+/// id, a room and a short message) in one read. A larger frame costs one more read and still arrives whole, because
+/// tungstenite reserves each frame's full length once it has its header.
 pub(crate) fn socket_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(1024)
+        .read_buffer_size(512)
         .write_buffer_size(MAX_FRAME_BYTES)
         .max_write_buffer_size(MAX_MESSAGE_BYTES + 64 * 1024)
         .max_frame_size(Some(MAX_FRAME_BYTES))
@@ -218,15 +219,17 @@ pub(crate) async fn upgrade(
         let session_gateway = gateway.clone();
         let session_ctx = ctx;
         tokio::spawn(async move {
-            let _guard = guard;
             match on_upgrade.await {
                 Ok(upgraded) => {
                     let socket =
                         WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(socket_config()))
                             .await;
-                    session::run(session_gateway, connection, ends, socket, session_ctx).await;
+                    // The session is a task of its own, so that the connection's lifetime is spent holding only
+                    // the session's state, not this task's too (the upgrade, and room for the moved context).
+                    tokio::spawn(session::run(session_gateway, connection, ends, socket, session_ctx, guard));
                 }
                 Err(error) => {
+                    let _guard = guard;
                     tracing::warn!(%error, connection_id = %session_ctx.connection_id, "upgrade failed after $connect");
                     session::abandon(&session_gateway, &session_ctx).await;
                 }

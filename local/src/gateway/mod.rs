@@ -16,6 +16,7 @@ use shared::handlers::Deps;
 use tokio::sync::{mpsc, watch};
 
 pub(crate) mod connections;
+mod duplex;
 pub(crate) mod events;
 pub(crate) mod handshake;
 pub(crate) mod management;
