@@ -9,7 +9,6 @@
 //! socket.
 
 use std::future::poll_fn;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -127,7 +126,7 @@ impl<S: Socket> Duplex<S> {
                 }
                 let Some(frame) = self.frames.next() else { continue };
                 let is_close = matches!(frame, Message::Close(_));
-                if let Err(error) = Pin::new(&mut self.socket).start_send(frame) {
+                if let Err(error) = self.socket.start_send_unpin(frame) {
                     return self.fail(error);
                 }
                 if is_close {
