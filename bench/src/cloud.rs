@@ -56,6 +56,8 @@ pub struct FanoutPlan {
     pub emits: u32,
     /// `FANOUT_CONCURRENCY`: posts in flight at most.
     pub concurrency: usize,
+    /// The harness's `--worker-threads`, which serve its `@connections`.
+    pub harness_threads: u16,
 }
 
 /// What [`fanout`] measured.
@@ -64,6 +66,7 @@ pub struct FanoutResult {
     pub recipients: usize,
     pub delay_ms: u64,
     pub concurrency: usize,
+    pub harness_threads: u16,
     /// `ceil(recipients ÷ concurrency) × delay`.
     pub floor_ms: f64,
     /// The warm-up emit: it also opens the SDK client's connections.
@@ -98,8 +101,10 @@ impl FanoutResult {
         let mut out = String::new();
         out.push_str(&format!(
             "\nCloud path: one emit to {} connections through the AWS SDK's Management API client; `@connections` \
-             answers after {} ms; at most {} posts in flight; {} measured emits after one warm-up\n\n",
+             (the harness on {} worker threads) answers after {} ms; at most {} posts in flight; {} measured emits \
+             after one warm-up\n\n",
             self.recipients,
+            self.harness_threads,
             self.delay_ms,
             self.concurrency,
             self.handler_ms.len()
@@ -160,6 +165,7 @@ pub async fn fanout(server: &Server, data_dir: &Path, run_id: &str, plan: &Fanou
     let mut result = FanoutResult {
         recipients: plan.connections,
         delay_ms: u64::try_from(plan.delay.as_millis()).unwrap_or(u64::MAX),
+        harness_threads: plan.harness_threads,
         concurrency: plan.concurrency,
         floor_ms: plan.connections.div_ceil(plan.concurrency.max(1)) as f64 * plan.delay.as_secs_f64() * 1000.0,
         warm_up_ms: 0.0,
