@@ -6,7 +6,7 @@
 //! sockets: each connection's task does, and the registry only holds its outbound queue and close signal.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rand::Rng;
 use tokio::sync::Notify;
@@ -113,7 +113,7 @@ pub(crate) struct Connection {
     /// Why the connection is to close, once something asked (the first cause wins), and the signal that wakes its
     /// task. Kept in the connection itself rather than in a watch channel, which would be an allocation of about
     /// 400 bytes per connection for a signal that fires at most once.
-    close_cause: Mutex<Option<CloseCause>>,
+    close_cause: OnceLock<CloseCause>,
     close_requested: Notify,
 }
 
@@ -138,7 +138,7 @@ impl Connection {
             last_active_ms: AtomicI64::new(connected_at_ms),
             last_data: Mutex::new(Instant::now()),
             outbound: outbound_tx,
-            close_cause: Mutex::new(None),
+            close_cause: OnceLock::new(),
             close_requested: Notify::new(),
         });
         (connection, ConnectionEnds { outbound: outbound_rx })
@@ -173,9 +173,7 @@ impl Connection {
 
     /// Asks the connection's task to close the socket. The first cause wins.
     pub(crate) fn request_close(&self, cause: CloseCause) {
-        let mut current = self.close_cause.lock().unwrap_or_else(|e| e.into_inner());
-        if current.is_none() {
-            *current = Some(cause);
+        if self.close_cause.set(cause).is_ok() {
             // Stores a permit when the task is not waiting right now, so the request is never missed.
             self.close_requested.notify_one();
         }
@@ -184,8 +182,8 @@ impl Connection {
     /// Waits until a close was requested, and returns its cause.
     pub(crate) async fn close_requested(&self) -> CloseCause {
         loop {
-            if let Some(cause) = self.close_cause.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-                return cause;
+            if let Some(cause) = self.close_cause.get() {
+                return cause.clone();
             }
             self.close_requested.notified().await;
         }
