@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark in one command: builds what it needs, installs the Socket.IO peer from its lockfile, prints what the
 # run is measured on, then runs the load generator against every server (arguments are passed to it), and then the
-# cloud path: the Management API fan-out (`bench cloud-fanout`) and the functions' init times (`bench init`).
+# cloud path: the Management API fan-out (`bench cloud-fanout`), each function's duration per action on DynamoDB Local
+# (`bench cloud-durations`) and the functions' init times (`bench init`).
 #
 #   bash bench/run.sh                 # the full run: release profile, 5,000 connections, 3 repetitions, cloud path
 #   bash bench/run.sh --quick         # the quick mode scripts/test.sh runs: debug builds, 200 connections
@@ -69,6 +70,17 @@ fi
 quick=()
 if [ "$profile" = dev ]; then quick=(--quick); fi
 "$bin/bench" cloud-fanout --bellhop "$bin/local" "${quick[@]}" || status=$?
+# The durations need DynamoDB Local: the one named by DYNAMODB_ENDPOINT (scripts/test.sh's), else one started here
+# and stopped when this script ends.
+if [ -z "${DYNAMODB_ENDPOINT:-}" ]; then
+  if bash scripts/dynamodb-local.sh env >/dev/null 2>&1; then
+    eval "$(bash scripts/dynamodb-local.sh env)"
+  else
+    eval "$(bash scripts/dynamodb-local.sh start)"
+    trap 'bash scripts/dynamodb-local.sh stop' EXIT
+  fi
+fi
+"$bin/bench" cloud-durations "${quick[@]}" || status=$?
 if [ -n "$function_dir" ] && [ -x "$function_dir/hello-lambda" ]; then
   "$bin/bench" init --bin-dir "$function_dir" "${quick[@]}" || status=$?
 else

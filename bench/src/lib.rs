@@ -2,6 +2,7 @@
 //! `bench` binary (`main.rs`) drives them; `bench/README.md` says what each figure means and how to run it.
 
 pub mod cloud;
+pub mod durations;
 pub mod floor;
 pub mod load;
 pub mod proto;

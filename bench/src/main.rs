@@ -9,9 +9,11 @@
 //!
 //! The `floor` subcommand is one of the servers under test, started by the run itself (`bench::floor`).
 //!
-//! Two subcommands measure the cloud path instead (`bench::cloud`): `cloud-fanout`, one emit fanned out through the
-//! AWS SDK's Management API client against the harness's delayed `@connections`, and `init`, each function
-//! binary's init time under the local Lambda Runtime API against a hello-world `lambda_runtime` binary.
+//! Three subcommands measure the cloud path instead: `cloud-fanout` (`bench::cloud`), one emit fanned out through
+//! the AWS SDK's Management API client against the harness's delayed `@connections`; `cloud-durations`
+//! (`bench::durations`), each function's wall time per action with DynamoDB and the Management API answering at a
+//! stated latency; and `init` (`bench::cloud`), each function binary's init time under the local Lambda Runtime API
+//! against a hello-world `lambda_runtime` binary.
 //!
 //! `bench/run.sh` builds what a full run needs and calls this binary; `bench/README.md` explains each figure.
 
@@ -24,6 +26,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use bench::cloud::{self, FanoutPlan, InitPlan};
+use bench::durations::{self, DurationsPlan, HandlerSpans};
 use bench::load::Fleet;
 use bench::report::{self, RepResult, StepResult};
 use bench::servers::{Programs, Server, ServerKind, ThreadSample, sample_pid, threads};
@@ -95,6 +98,9 @@ enum Command {
     /// One emit to a room of connections through the AWS SDK's Management API client, against the harness's
     /// `@connections` answering after a delay: wall time against its floor, and CPU time.
     CloudFanout(FanoutArgs),
+    /// Each function's wall time per action (connect, join, send, emit, leave, disconnect), the harness on DynamoDB
+    /// Local with every request padded to a stated latency and `@connections` answering after a delay.
+    CloudDurations(DurationsArgs),
     /// Each function binary's init time under the local Lambda Runtime API, against a hello-world binary.
     Init(InitArgs),
     /// Serves the floor, the least a server on the harness's stack can do for the workload (`bench/README.md`).
@@ -137,6 +143,28 @@ struct FanoutArgs {
     /// Keep the harness's scratch folder (its log and SQLite file) and print where it is.
     #[arg(long)]
     keep_scratch: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct DurationsArgs {
+    /// Fewer rounds, for the quick mode [rounds 3].
+    #[arg(long)]
+    quick: bool,
+    /// DynamoDB Local's endpoint.
+    #[arg(long, env = "DYNAMODB_ENDPOINT")]
+    endpoint: String,
+    /// The least time each DynamoDB request takes, in ms: DynamoDB Local's answer is held back until then.
+    #[arg(long, default_value_t = 10)]
+    dynamodb_latency_ms: u64,
+    /// Milliseconds the harness's `@connections` waits before each answer.
+    #[arg(long, default_value_t = 25)]
+    delay_ms: u64,
+    /// Connections in the conversation room, the measured one included.
+    #[arg(long, default_value_t = 10)]
+    room_size: usize,
+    /// Measured rounds, after one warm-up round [full: 20, quick: 3].
+    #[arg(long)]
+    rounds: Option<u32>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -208,6 +236,7 @@ fn main() -> ExitCode {
         Some(Command::Floor { port }) => floor(port),
         command => generator_runtime().and_then(|runtime| match command {
             Some(Command::CloudFanout(fanout)) => runtime.block_on(cloud_fanout(fanout)),
+            Some(Command::CloudDurations(args)) => runtime.block_on(cloud_durations(args)),
             Some(Command::Init(init)) => runtime.block_on(init_times(init)),
             _ => runtime.block_on(run(args)),
         }),
@@ -341,6 +370,41 @@ async fn cloud_fanout(args: FanoutArgs) -> anyhow::Result<bool> {
         eprintln!("bench: FAILED: {} deliveries missing, {} duplicated", result.missing, result.duplicated);
     }
     Ok(result.clean())
+}
+
+/// The `cloud-durations` subcommand: the handlers' spans are timed by a tracing layer installed for this run only,
+/// which sees nothing but `shared::handlers`.
+async fn cloud_durations(args: DurationsArgs) -> anyhow::Result<bool> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let plan = DurationsPlan {
+        endpoint: args.endpoint.clone(),
+        dynamodb_latency: Duration::from_millis(args.dynamodb_latency_ms),
+        management_delay: Duration::from_millis(args.delay_ms),
+        room_size: args.room_size,
+        rounds: args.rounds.unwrap_or(if args.quick { 3 } else { 20 }).max(1),
+    };
+    let spans = HandlerSpans::default();
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::filter::Targets::new().with_target("shared::handlers", tracing::Level::INFO))
+        .with(spans.clone())
+        .try_init()
+        .context("install the span timer")?;
+    eprintln!(
+        "bench: cloud durations: DynamoDB at {} padded to {} ms, @connections delay {} ms, a room of {}, {} rounds; \
+         load average: {}",
+        plan.endpoint,
+        args.dynamodb_latency_ms,
+        args.delay_ms,
+        plan.room_size,
+        plan.rounds,
+        load_average()
+    );
+    let result = durations::measure(&plan, &spans).await?;
+    eprintln!("bench: load average at the end: {}", load_average());
+    print!("{}", result.table());
+    Ok(true)
 }
 
 /// The `init` subcommand: every function binary and the hello-world baseline, started under the local Runtime API.

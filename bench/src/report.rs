@@ -128,12 +128,12 @@ impl RepResult {
 }
 
 /// The value at quantile `q` of sorted samples, by nearest rank; 0 for no samples.
-pub fn percentile(sorted: &[u32], q: f64) -> f64 {
+pub fn percentile<T: Copy + Into<f64>>(sorted: &[T], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    f64::from(sorted[rank - 1])
+    sorted[rank - 1].into()
 }
 
 /// The median of values, and their min and max.
@@ -268,7 +268,7 @@ mod tests {
         assert_eq!(percentile(&samples, 0.50), 50.0);
         assert_eq!(percentile(&samples, 0.99), 99.0);
         assert_eq!(percentile(&[7], 0.99), 7.0);
-        assert_eq!(percentile(&[], 0.5), 0.0);
+        assert_eq!(percentile::<u32>(&[], 0.5), 0.0);
     }
 
     #[test]

@@ -440,16 +440,18 @@ async fn execute(deps: &Deps, plan: &Plan, key: Option<&str>) -> Result<EmitRepo
     groups.push((ServerFrame::event(plan.event.as_str(), plan.data.clone()), direct));
 
     // Each distinct frame is serialised once. Groups go out one after another so the number of posts in flight
-    // never exceeds the configured fan-out concurrency, however many rooms an emit names.
-    for (frame, targets) in groups.into_iter().filter(|(_, targets)| !targets.is_empty()) {
-        report.recipients += targets.len();
-        let outcome = deps.deliver_bytes(targets, Bytes::from(frame.to_json())).await;
-        report.delivered += outcome.delivered.len();
-        report.pruned += outcome.gone.len();
-        report.failed += outcome.failed.len();
-    }
-
-    deps.count_message().await;
+    // never exceeds the configured fan-out concurrency, however many rooms an emit names. The `/health` counter is
+    // written meanwhile: neither waits for the other, and a Lambda is billed for every millisecond it waits.
+    let deliveries = async {
+        for (frame, targets) in groups.into_iter().filter(|(_, targets)| !targets.is_empty()) {
+            report.recipients += targets.len();
+            let outcome = deps.deliver_bytes(targets, Bytes::from(frame.to_json())).await;
+            report.delivered += outcome.delivered.len();
+            report.pruned += outcome.gone.len();
+            report.failed += outcome.failed.len();
+        }
+    };
+    tokio::join!(deliveries, deps.count_message());
     if let Some(notification) = &plan.notification {
         // Keyed ids need a time that every attempt agrees on; only a persisted emit has one (its first event's).
         // Without it, a retry after a failure among the notifications may notify a user twice.

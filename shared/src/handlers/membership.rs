@@ -79,14 +79,14 @@ pub async fn join(deps: &Deps, caller: &Caller, request: RoomRequest) -> ActionR
     };
     let user = &caller.identity.user_id;
     let announces = deps.config.room_policy.announces_membership(&room);
-    if announces {
-        deps.store.record_participation(user, &room).await?;
-    }
-    tracing::info!(room = %room, joined, "room join");
-
+    let participation = async { if announces { deps.store.record_participation(user, &room).await } else { Ok(()) } };
     // Read after the join, so the latest `seq` includes every event stored before this connection could receive
-    // pushes; the other members are everyone but this connection.
-    let state = deps.store.room_state(&room).await?;
+    // pushes; the other members are everyone but this connection. The read does not depend on the participation
+    // marker, so both run at once: a Lambda is billed for every millisecond it waits (bench `cloud-durations`).
+    let (participation, state) = tokio::join!(participation, deps.store.room_state(&room));
+    participation?;
+    let state = state?;
+    tracing::info!(room = %room, joined, "room join");
     let others: Vec<&Member> = state.members.iter().filter(|m| &m.connection_id != caller.id()).collect();
     let user_was_present = others.iter().any(|m| &m.user_id == user);
     if joined && !user_was_present && announces {
