@@ -104,9 +104,12 @@ pub(super) async fn put_connection(
     }
     store.batch_write(writes).await?;
 
-    store.adjust_member_counts(&added_rooms, 1).await?;
+    // The member counts and the connection gauges are items of their own, written at once: a Lambda is billed for
+    // every request it waits for in turn (bench `cloud-durations`).
     let new_connection = i64::from(old.is_none());
-    store.adjust_stats(&[("active_connections", new_connection), ("total_connections", new_connection)]).await
+    let gauges = [("active_connections", new_connection), ("total_connections", new_connection)];
+    futures::try_join!(store.adjust_member_counts(&added_rooms, 1), store.adjust_stats(&gauges))?;
+    Ok(())
 }
 
 pub(super) async fn get_connection(store: &DynamoStore, id: &ConnectionId) -> StoreResult<Option<ConnectionRecord>> {
@@ -143,11 +146,15 @@ pub(super) async fn delete_connection(
     // The counters go first: the connection item is gone, so stopping anywhere from here on leaves only items
     // that expire by TTL. The user's own room has exactly the user's connections as members, so its count
     // reaching 0 says this was the last one without a read. A count only drifts high (a connection whose
-    // `$disconnect` never came was never subtracted), so a count above 0 is confirmed by a Query below.
+    // `$disconnect` never came was never subtracted), so a count above 0 is confirmed by a Query below. The
+    // connection gauge depends on nothing else and goes with them.
     let own_room = RoomName::for_user(&user);
     let (own, others): (Vec<RoomName>, Vec<RoomName>) = rooms.iter().cloned().partition(|room| *room == own_room);
-    let (own_change, _) =
-        futures::try_join!(store.adjust_member_counts(&own, -1), store.adjust_member_counts(&others, -1))?;
+    let (own_change, _, ()) = futures::try_join!(
+        store.adjust_member_counts(&own, -1),
+        store.adjust_member_counts(&others, -1),
+        store.adjust_stats(&[("active_connections", -1)]),
+    )?;
 
     let mut writes = vec![DynamoStore::delete_request(key(user_pk(&user), conn_pk(id)))?];
     for room in &rooms {
@@ -168,7 +175,6 @@ pub(super) async fn delete_connection(
         }
     }
     store.batch_write(writes).await?;
-    store.adjust_stats(&[("active_connections", -1)]).await?;
     if let Some(error) = presence_error {
         return Err(error);
     }

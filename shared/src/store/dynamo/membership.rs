@@ -136,23 +136,27 @@ pub(super) async fn leave_room(store: &DynamoStore, connection: &ConnectionId, r
     if old.is_none() {
         return Ok(false);
     }
-    let shrunk = store
-        .client
-        .update_item()
-        .table_name(&store.table)
-        .set_key(Some(key(conn_pk(connection), META)))
-        .update_expression("DELETE rooms :room")
-        .condition_expression("attribute_exists(PK)")
-        .expression_attribute_values(":room", AttributeValue::Ss(vec![room.as_str().to_owned()]))
-        .send()
-        .await;
-    match shrunk {
-        Ok(_) => {}
-        // The connection itself is gone (a concurrent disconnect cleaned up): nothing left to shrink.
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
-        Err(e) => return Err(StoreError::backend(e)),
-    }
-    store.adjust_member_counts(std::slice::from_ref(room), -1).await?;
+    let shrink = async {
+        let shrunk = store
+            .client
+            .update_item()
+            .table_name(&store.table)
+            .set_key(Some(key(conn_pk(connection), META)))
+            .update_expression("DELETE rooms :room")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":room", AttributeValue::Ss(vec![room.as_str().to_owned()]))
+            .send()
+            .await;
+        match shrunk {
+            Ok(_) => Ok(()),
+            // The connection itself is gone (a concurrent disconnect cleaned up): nothing left to shrink.
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(StoreError::backend(e)),
+        }
+    };
+    // The membership is gone, so the set is a superset whatever happens next, and the count must drop whatever the
+    // shrink does: both go at once, since a Lambda is billed for every request it waits for in turn.
+    futures::try_join!(shrink, store.adjust_member_counts(std::slice::from_ref(room), -1))?;
     Ok(true)
 }
 
