@@ -393,7 +393,8 @@ impl Clients {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+/// Locks `mutex`, taking the data over from a thread that panicked while holding it: counters stay readable.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -416,7 +417,7 @@ async fn open_clients(ws_base: &str, run_id: &str, room: &str, count: usize) -> 
 /// One client: connect, join `room` and wait for the ack, then count every emit it receives.
 async fn open_client(ws_base: &str, sub: &str, room: &str) -> anyhow::Result<Receipts> {
     let protocol = Protocol::Bellhop;
-    let token = token(sub)?;
+    let token = token(sub, None)?;
     let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
     let (mut socket, _) =
         tokio_tungstenite::connect_async_with_config(protocol.url(ws_base, &token), Some(config), true).await?;
@@ -465,16 +466,18 @@ async fn open_client(ws_base: &str, sub: &str, room: &str) -> anyhow::Result<Rec
     Ok(receipts)
 }
 
-/// A bench token for `sub`, valid for an hour.
-fn token(sub: &str) -> anyhow::Result<String> {
+/// A bench token for `sub`, valid for an hour, with `role` when given.
+pub(crate) fn token(sub: &str, role: Option<&str>) -> anyhow::Result<String> {
     #[derive(Serialize)]
     struct Claims<'a> {
         sub: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        role: Option<&'a str>,
         exp: u64,
         iat: u64,
     }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs());
-    let claims = Claims { sub, exp: now + 3600, iat: now };
+    let claims = Claims { sub, role, exp: now + 3600, iat: now };
     let key = jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes());
     Ok(jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &key)?)
 }

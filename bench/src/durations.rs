@@ -13,7 +13,7 @@
 //! handlers' real concurrency and sequencing; they are not measured on AWS.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -35,7 +35,7 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context as LayerContext;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::cloud::median;
+use crate::cloud::{lock, median, token};
 use crate::proto::{EMIT_EVENT, Incoming, Protocol};
 use crate::report::percentile;
 use crate::servers::{API_KEY, JWT_SECRET};
@@ -347,26 +347,6 @@ async fn request(socket: &mut Socket, frame: &str) -> anyhow::Result<()> {
 /// Reads and drops everything a member receives, so that its socket never backs up.
 fn drain(mut socket: Socket) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move { while let Some(Ok(_)) = socket.next().await {} })
-}
-
-/// A bench token for `sub`, valid for an hour, with `role` when given.
-fn token(sub: &str, role: Option<&str>) -> anyhow::Result<String> {
-    #[derive(Serialize)]
-    struct Claims<'a> {
-        sub: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        role: Option<&'a str>,
-        exp: u64,
-        iat: u64,
-    }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs());
-    let claims = Claims { sub, role, exp: now + 3600, iat: now };
-    let key = jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes());
-    Ok(jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &key)?)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// When each DynamoDB request started, and how long DynamoDB Local took to answer it.
