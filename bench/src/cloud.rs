@@ -31,6 +31,7 @@ use shared::timer::OnTouchTimer;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::proto::{EMIT_EVENT, Incoming, Protocol};
 use crate::servers::{API_KEY, JWT_SECRET, Server};
@@ -164,7 +165,7 @@ pub async fn fanout(server: &Server, data_dir: &Path, run_id: &str, plan: &Fanou
 
     let mut result = FanoutResult {
         recipients: plan.connections,
-        delay_ms: u64::try_from(plan.delay.as_millis()).unwrap_or(u64::MAX),
+        delay_ms: millis(plan.delay),
         harness_threads: plan.harness_threads,
         concurrency: plan.concurrency,
         floor_ms: plan.connections.div_ceil(plan.concurrency.max(1)) as f64 * plan.delay.as_secs_f64() * 1000.0,
@@ -398,6 +399,30 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// A Bellhop client's WebSocket.
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Sends a Bellhop request `frame` and reads until its ack, which must be a success, for at most [`STEP_TIMEOUT`].
+pub(crate) async fn request(socket: &mut Socket, frame: &str) -> anyhow::Result<()> {
+    socket.send(Message::text(frame)).await?;
+    let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+    loop {
+        let message = tokio::time::timeout_at(deadline, socket.next()).await.context("no ack in time")?;
+        let Some(message) = message else { anyhow::bail!("closed before the ack") };
+        let Message::Text(text) = message? else { continue };
+        match Protocol::Bellhop.parse(text.as_str()) {
+            Incoming::Ack { ok: true } => return Ok(()),
+            Incoming::Ack { ok: false } => anyhow::bail!("refused: {text}"),
+            _ => {}
+        }
+    }
+}
+
+/// A duration in whole milliseconds, saturating.
+pub(crate) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Opens `count` connections, each with its own user, and joins them all to `room`.
 async fn open_clients(ws_base: &str, run_id: &str, room: &str, count: usize) -> anyhow::Result<Clients> {
     let opened: Vec<anyhow::Result<Receipts>> = stream::iter(0..count)
@@ -421,25 +446,7 @@ async fn open_client(ws_base: &str, sub: &str, room: &str) -> anyhow::Result<Rec
     let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
     let (mut socket, _) =
         tokio_tungstenite::connect_async_with_config(protocol.url(ws_base, &token), Some(config), true).await?;
-    socket.send(Message::text(protocol.join(room))).await?;
-    loop {
-        let Some(message) = socket.next().await else {
-            anyhow::bail!("closed before the join was acknowledged");
-        };
-        let Message::Text(text) = message? else {
-            continue;
-        };
-        match protocol.parse(text.as_str()) {
-            Incoming::Ack { ok: true } => break,
-            Incoming::Ack { ok: false } => anyhow::bail!("join refused: {text}"),
-            Incoming::Ping => {
-                if let Some(pong) = protocol.pong() {
-                    socket.send(Message::text(pong)).await?;
-                }
-            }
-            _ => {}
-        }
-    }
+    request(&mut socket, &protocol.join(room)).await.context("join")?;
     let receipts: Receipts = Arc::default();
     let seen = Arc::clone(&receipts);
     tokio::spawn(async move {

@@ -22,21 +22,19 @@ use aws_smithy_runtime_api::client::http::{
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use local::{HarnessOptions, PusherChoice, RunningHarness, StoreChoice};
 use serde::Serialize;
 use serde_json::json;
 use shared::config::Config;
 use shared::store::dynamo::DynamoStore;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::span;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context as LayerContext;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::cloud::{lock, median, token};
-use crate::proto::{EMIT_EVENT, Incoming, Protocol};
+use crate::cloud::{Socket, lock, median, millis, request, token};
+use crate::proto::{EMIT_EVENT, Protocol};
 use crate::report::percentile;
 use crate::servers::{API_KEY, JWT_SECRET};
 
@@ -47,8 +45,6 @@ const POLL: Duration = Duration::from_millis(2);
 /// The role of every connection: the configuration's default role rooms give a provider `provider:{sub}` and
 /// `calendar` besides its user room.
 const PROVIDER: &str = "provider";
-
-type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// What [`measure`] does.
 #[derive(Clone, Debug)]
@@ -102,16 +98,6 @@ pub enum Action {
 }
 
 impl Action {
-    const ALL: [Action; 7] = [
-        Action::Authorizer,
-        Action::Connect,
-        Action::RoomJoin,
-        Action::MessageSend,
-        Action::Emit,
-        Action::RoomLeave,
-        Action::Disconnect,
-    ];
-
     /// The handler span that measures this action, and the `action` it records, if any.
     fn span(self) -> (&'static str, Option<&'static str>) {
         match self {
@@ -200,7 +186,7 @@ pub async fn measure(plan: &DurationsPlan, spans: &HandlerSpans) -> anyhow::Resu
         members.push(drain(socket));
     }
 
-    let mut actions: BTreeMap<Action, ActionDurations> = Action::ALL.iter().map(|&a| (a, Default::default())).collect();
+    let mut actions: BTreeMap<Action, ActionDurations> = BTreeMap::new();
     let mut local_ms = Vec::new();
     let http = reqwest::Client::new();
     for round in 0..=plan.rounds {
@@ -271,10 +257,6 @@ pub async fn measure(plan: &DurationsPlan, spans: &HandlerSpans) -> anyhow::Resu
     })
 }
 
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// A DynamoDB store on a fresh table of DynamoDB Local whose client pads every request to the stated latency.
 async fn padded_store(plan: &DurationsPlan, requests: &RequestLog) -> anyhow::Result<DynamoStore> {
     let table = format!("bellhop-durations-{}", std::process::id());
@@ -326,22 +308,6 @@ async fn connect(ws_url: &str, sub: &str, role: Option<&str>) -> anyhow::Result<
         .context("connect timed out")?
         .with_context(|| format!("connect {sub}"))?;
     Ok(socket)
-}
-
-/// Sends `frame` and reads until its ack, which must be a success.
-async fn request(socket: &mut Socket, frame: &str) -> anyhow::Result<()> {
-    socket.send(Message::text(frame)).await?;
-    let deadline = tokio::time::Instant::now() + ACTION_TIMEOUT;
-    loop {
-        let message = tokio::time::timeout_at(deadline, socket.next()).await.context("no ack in time")?;
-        let Some(message) = message else { anyhow::bail!("closed before the ack") };
-        let Message::Text(text) = message? else { continue };
-        match Protocol::Bellhop.parse(text.as_str()) {
-            Incoming::Ack { ok: true } => return Ok(()),
-            Incoming::Ack { ok: false } => anyhow::bail!("refused: {text}"),
-            _ => {}
-        }
-    }
 }
 
 /// Reads and drops everything a member receives, so that its socket never backs up.
