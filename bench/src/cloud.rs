@@ -7,7 +7,7 @@
 //! SQLite file (so it sees the room the clients joined), and signs its posts with the harness's development
 //! credentials. Its wall time is compared with the floor the delay sets: with at most `FANOUT_CONCURRENCY` posts in
 //! flight, `ceil(recipients ÷ concurrency) × delay`. Its CPU time is read per thread (`/proc/self/task/*/schedstat`,
-//! nanoseconds): the handler's thread and the SQLite store's worker threads, nothing of the WebSocket clients.
+//! nanoseconds): the handler's thread, which also runs the store's statements, and nothing of the WebSocket clients.
 //!
 //! [`init`]: each function binary, and a hello-world `lambda_runtime` binary built the same way, started as Lambda
 //! starts a `provided.al2023` function under the local Runtime API of `tests::runtime_api`, with the environment
@@ -38,8 +38,6 @@ use crate::servers::{API_KEY, JWT_SECRET, Server};
 
 /// The name of the thread (and of its runtime's blocking threads) that runs the emit handler.
 const HANDLER_THREAD: &str = "emit-handler";
-/// SQLite's worker threads (`sqlx-sqlite-worker-N`, cut to 15 characters by the kernel).
-const STORE_THREAD: &str = "sqlx-sqlite-wor";
 /// Connections opened at once.
 const CONNECT_CONCURRENCY: usize = 64;
 /// How long one connection may take to open and join, and one emit to reach every client.
@@ -76,10 +74,8 @@ pub struct FanoutResult {
     pub handler_ms: Vec<f64>,
     /// Handler call → the last client's receipt, per measured emit, sorted.
     pub to_last_ms: Vec<f64>,
-    /// CPU time per measured emit of the handler's thread (handler, SDK client, HTTP), sorted.
+    /// CPU time per measured emit of the handler's thread (handler, its store reads, SDK client, HTTP), sorted.
     pub handler_cpu_ms: Vec<f64>,
-    /// CPU time per measured emit of the SQLite store's threads (the room's members), sorted.
-    pub store_cpu_ms: Vec<f64>,
     /// CPU time per measured emit of the harness process: its `@connections` (SigV4 checks, the delay's timers)
     /// and the WebSocket frames it writes, sorted.
     pub harness_cpu_ms: Vec<f64>,
@@ -133,7 +129,6 @@ impl FanoutResult {
         ));
         row(&mut out, "call → last client's receipt", &self.to_last_ms, " ms");
         row(&mut out, "handler CPU per emit (handler thread)", &self.handler_cpu_ms, " ms");
-        row(&mut out, "store CPU per emit (SQLite threads)", &self.store_cpu_ms, " ms");
         row(&mut out, "harness CPU per emit (@connections + WebSocket writes)", &self.harness_cpu_ms, " ms");
         out.push_str(&format!(
             "| warm-up emit wall time (opens the client's connections) | {:.1} ms | – |\n",
@@ -173,7 +168,6 @@ pub async fn fanout(server: &Server, data_dir: &Path, run_id: &str, plan: &Fanou
         handler_ms: Vec::new(),
         to_last_ms: Vec::new(),
         handler_cpu_ms: Vec::new(),
-        store_cpu_ms: Vec::new(),
         harness_cpu_ms: Vec::new(),
         handler_failures: Vec::new(),
         missing: 0,
@@ -181,10 +175,10 @@ pub async fn fanout(server: &Server, data_dir: &Path, run_id: &str, plan: &Fanou
     };
     for n in 0..=u64::from(plan.emits) {
         let payload = json!({"event": EMIT_EVENT, "data": {"n": n}, "rooms": [room]});
-        let cpu_before = own_thread_cpu();
+        let cpu_before = handler_thread_cpu_ms();
         let harness_before = server.sample()?;
         let run = handler.emit(payload).await?;
-        let cpu_after = own_thread_cpu();
+        let cpu_after = handler_thread_cpu_ms();
         let harness_after = server.sample()?;
         let last = clients.wait_for(n, run.started + STEP_TIMEOUT).await;
         match &run.answer {
@@ -202,8 +196,7 @@ pub async fn fanout(server: &Server, data_dir: &Path, run_id: &str, plan: &Fanou
             if let Some(last) = last {
                 result.to_last_ms.push(last.saturating_duration_since(run.started).as_secs_f64() * 1000.0);
             }
-            result.handler_cpu_ms.push(cpu_after.handler_ms - cpu_before.handler_ms);
-            result.store_cpu_ms.push(cpu_after.store_ms - cpu_before.store_ms);
+            result.handler_cpu_ms.push(cpu_after - cpu_before);
             result.harness_cpu_ms.push(harness_after.cpu_us.saturating_sub(harness_before.cpu_us) as f64 / 1000.0);
         }
         eprintln!(
@@ -221,13 +214,9 @@ pub async fn fanout(server: &Server, data_dir: &Path, run_id: &str, plan: &Fanou
     let (missing, duplicated) = clients.check(u64::from(plan.emits) + 1);
     result.missing = missing;
     result.duplicated = duplicated;
-    for values in [
-        &mut result.handler_ms,
-        &mut result.to_last_ms,
-        &mut result.handler_cpu_ms,
-        &mut result.store_cpu_ms,
-        &mut result.harness_cpu_ms,
-    ] {
+    for values in
+        [&mut result.handler_ms, &mut result.to_last_ms, &mut result.handler_cpu_ms, &mut result.harness_cpu_ms]
+    {
         values.sort_by(f64::total_cmp);
     }
     Ok(result)
@@ -319,17 +308,10 @@ async fn handler_deps(database: &Path, management: &str, concurrency: usize) -> 
     Ok(Deps::new(config, Arc::new(store), Arc::new(pusher), Arc::new(OnTouchTimer)))
 }
 
-/// CPU time of this process's handler and store threads, in ms.
-#[derive(Clone, Copy, Debug, Default)]
-struct ThreadCpu {
-    handler_ms: f64,
-    store_ms: f64,
-}
-
-/// Sums `/proc/self/task/*/schedstat` (time on a CPU, ns) by thread name. Threads that exited are not counted;
-/// the handler's and the store's threads live for the whole workload.
-fn own_thread_cpu() -> ThreadCpu {
-    let mut cpu = ThreadCpu::default();
+/// CPU time of the handler's thread in ms: `/proc/self/task/*/schedstat` (time on a CPU, ns) of the threads by
+/// that name. The store runs its statements on the calling thread, so the handler's store reads are in it too.
+fn handler_thread_cpu_ms() -> f64 {
+    let mut cpu = 0.0;
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return cpu;
     };
@@ -342,11 +324,8 @@ fn own_thread_cpu() -> ThreadCpu {
         let Some(ns) = schedstat.split_whitespace().next().and_then(|field| field.parse::<u64>().ok()) else {
             continue;
         };
-        let ms = ns as f64 / 1e6;
-        match name.trim_end() {
-            HANDLER_THREAD => cpu.handler_ms += ms,
-            STORE_THREAD => cpu.store_ms += ms,
-            _ => {}
+        if name.trim_end() == HANDLER_THREAD {
+            cpu += ns as f64 / 1e6;
         }
     }
     cpu
@@ -634,11 +613,9 @@ mod tests {
     }
 
     #[test]
-    fn own_threads_cpu_is_readable_by_name() {
-        // This test's thread is neither the handler's nor the store's: both sums stay at zero.
-        let cpu = own_thread_cpu();
-        assert_eq!(cpu.handler_ms, 0.0);
-        assert_eq!(cpu.store_ms, 0.0);
+    fn the_handler_threads_cpu_is_read_by_name() {
+        // This test's thread is not the handler's: the sum stays at zero.
+        assert_eq!(handler_thread_cpu_ms(), 0.0);
         assert!(std::fs::read_to_string("/proc/thread-self/schedstat").is_ok_and(|s| !s.is_empty()));
     }
 }

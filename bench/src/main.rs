@@ -81,7 +81,7 @@ struct Args {
     /// The Node.js executable.
     #[arg(long, default_value = "node")]
     node: PathBuf,
-    /// RUST_LOG for the harness; `warn` for measurements, `sqlx::query=debug,warn` to log every SQL statement.
+    /// RUST_LOG for the harness; `warn` for measurements, `debug` to see each request.
     #[arg(long, default_value = "warn")]
     bellhop_log: String,
     /// Keep each server's scratch folder (its log and SQLite file) and print where it is.

@@ -69,7 +69,7 @@ pub struct Programs {
     pub node: PathBuf,
     /// The program whose `floor` subcommand serves the floor: the `bench` binary itself.
     pub floor: PathBuf,
-    /// `RUST_LOG` for the harness: `warn` for measurements, e.g. `sqlx::query=debug,warn` to count statements.
+    /// `RUST_LOG` for the harness: `warn` for measurements, `debug` to see each request.
     pub bellhop_log: String,
     /// Keep each server's scratch folder (its log, its SQLite file) instead of removing it.
     pub keep_scratch: bool,
@@ -120,7 +120,7 @@ pub struct Server {
 /// CPU time and context switches of one thread, keyed by thread id in [`threads`].
 #[derive(Clone, Debug, Default)]
 pub struct ThreadSample {
-    /// The thread's name (`comm`), e.g. `tokio-runtime-w` or `sqlx-sqlite-wor`.
+    /// The thread's name (`comm`), e.g. `tokio-runtime-w` or `sqlite-checkpoi`.
     pub name: String,
     pub cpu_us: u64,
     pub context_switches: u64,

@@ -103,8 +103,9 @@ fn main() -> anyhow::Result<()> {
     // worker thread (a futex call and a context switch per delivery, measured with `strace -c` under
     // `bench/profile.sh`), which cost more CPU than the second thread gave back: on the benchmark's broadcast
     // (bench/RESULTS.md) a single event loop spent about 20 % less CPU per delivery at 100 and 400 msg/s, had a lower
-    // p99, and sustained the same highest rate. SQLite keeps its own threads either way, so the store never blocks
-    // the loop.
+    // p99, and sustained the same highest rate. The SQLite store runs its statements on the loop itself, each an
+    // indexed lookup or a short write of microseconds; only its checkpoints, which copy and sync files, have a thread
+    // of their own.
     let worker_threads = cli.worker_threads.unwrap_or(config.harness.worker_threads);
     let runtime = match worker_threads {
         1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),

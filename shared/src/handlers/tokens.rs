@@ -48,12 +48,21 @@ fn warning_at(deps: &Deps, expires_at: DateTime<Utc>) -> DateTime<Utc> {
     expires_at - chrono::Duration::seconds(warning)
 }
 
+/// Schedules the next check for `at` or later, never earlier: delays are whole seconds, so the wait is rounded up. A
+/// check that came early would find nothing due yet and schedule itself again for the same instant, at once, over
+/// and over until that instant; and one after the warning would warn again each time.
 async fn schedule_check(deps: &Deps, connection: &ConnectionId, at: DateTime<Utc>) {
-    let wait = (at - Utc::now()).num_seconds().clamp(0, i64::try_from(MAX_DELAY_SECONDS).unwrap_or(900));
+    let wait = seconds_until(at, Utc::now());
+    let wait = wait.clamp(0, i64::try_from(MAX_DELAY_SECONDS).unwrap_or(900));
     let job = TimerJob::token_expiry(connection.as_str());
     if let Err(error) = deps.timer.schedule(&job, wait.unsigned_abs()).await {
         tracing::warn!(connection_id = %connection, %error, "could not schedule the token expiry check");
     }
+}
+
+/// Whole seconds from `now` until `at`, rounded up (negative when `at` has passed).
+fn seconds_until(at: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    (at - now).num_microseconds().unwrap_or(i64::MAX).saturating_add(999_999).div_euclid(1_000_000)
 }
 
 /// The timer's token check for one connection: nothing when it is gone, a close once its token expired, an
@@ -126,4 +135,17 @@ pub async fn refresh(deps: &Deps, caller: &Caller, request: AuthRefresh) -> Acti
     }
     tracing::info!(expires_at = ?expires_at, "token refreshed");
     Ok(AuthRefreshed { expires_at: expires_at.as_ref().map(timestamp) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_check_is_never_scheduled_before_its_instant() {
+        let now = Utc::now();
+        let after = |ms: i64| seconds_until(now + chrono::Duration::milliseconds(ms), now);
+        assert_eq!([after(0), after(1), after(999), after(1_000), after(1_001), after(5_999)], [0, 1, 1, 1, 2, 6]);
+        assert!(after(-1_500) <= 0, "a passed instant is due at once");
+    }
 }

@@ -1,40 +1,38 @@
 //! Call records and their conditional state transitions.
 
-use sqlx::{QueryBuilder, Sqlite};
+use rusqlite::ToSql;
+use rusqlite::params;
 
-use super::SqliteStore;
 use super::codec::{call_from_row, call_type_str};
+use super::{SqliteStore, execute, optional, optional_scalar};
 use crate::store::{CallRecord, CallState, CallTransition, StoreError, StoreResult};
 
 pub(super) async fn create_call(store: &SqliteStore, call: &CallRecord) -> StoreResult<()> {
-    let result = sqlx::query(
-        "INSERT INTO calls (call_id, caller, recipient, call_type, visit_id, state, created_at, answered_at, ended_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (call_id) DO NOTHING",
-    )
-    .bind(&call.call_id)
-    .bind(call.caller.as_str())
-    .bind(call.recipient.as_str())
-    .bind(call_type_str(call.call_type))
-    .bind(call.visit_id.as_deref())
-    .bind(call.state.as_str())
-    .bind(call.created_at.timestamp_millis())
-    .bind(call.answered_at.map(|t| t.timestamp_millis()))
-    .bind(call.ended_at.map(|t| t.timestamp_millis()))
-    .execute(&store.writer)
-    .await
-    .map_err(StoreError::backend)?;
-    if result.rows_affected() == 1 { Ok(()) } else { Err(StoreError::ConditionFailed) }
+    let created = store.write(|writer| {
+        execute(
+            writer,
+            "INSERT INTO calls (call_id, caller, recipient, call_type, visit_id, state, created_at, answered_at,
+                 ended_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (call_id) DO NOTHING",
+            params![
+                call.call_id,
+                call.caller.as_str(),
+                call.recipient.as_str(),
+                call_type_str(call.call_type),
+                call.visit_id.as_deref(),
+                call.state.as_str(),
+                call.created_at.timestamp_millis(),
+                call.answered_at.map(|t| t.timestamp_millis()),
+                call.ended_at.map(|t| t.timestamp_millis()),
+            ],
+        )
+    })?;
+    if created == 1 { Ok(()) } else { Err(StoreError::ConditionFailed) }
 }
 
 pub(super) async fn get_call(store: &SqliteStore, call_id: &str) -> StoreResult<Option<CallRecord>> {
-    sqlx::query("SELECT * FROM calls WHERE call_id = ?")
-        .bind(call_id)
-        .fetch_optional(&store.reader)
-        .await
-        .map_err(StoreError::backend)?
-        .map(|row| call_from_row(&row))
-        .transpose()
+    store.read(|reader| optional(reader, "SELECT * FROM calls WHERE call_id = ?", [call_id], call_from_row))
 }
 
 pub(super) async fn transition_call(
@@ -43,34 +41,28 @@ pub(super) async fn transition_call(
     transition: &CallTransition,
 ) -> StoreResult<CallRecord> {
     let at = transition.at.timestamp_millis();
-    let mut tx = store.write_tx().await?;
-    let mut sql = QueryBuilder::<Sqlite>::new("UPDATE calls SET state = ");
-    sql.push_bind(transition.to.as_str());
+    let mut sql = String::from("UPDATE calls SET state = ?1");
     if transition.to == CallState::Accepted {
-        sql.push(", answered_at = ").push_bind(at);
+        sql.push_str(", answered_at = ?2");
     }
     if transition.to.is_final() {
-        sql.push(", ended_at = ").push_bind(at);
+        sql.push_str(", ended_at = ?2");
     }
-    sql.push(" WHERE call_id = ").push_bind(call_id);
-    // SQLite reads `state IN ()` as false, so an empty `from` is a condition no call meets.
-    sql.push(" AND state IN (");
-    let mut states = sql.separated(", ");
-    for state in &transition.from {
-        states.push_bind(state.as_str());
-    }
-    sql.push(") RETURNING *");
-    let updated = sql.build().fetch_optional(&mut *tx).await.map_err(StoreError::backend)?;
-    if let Some(row) = updated {
-        let call = call_from_row(&row)?;
-        tx.commit().await.map_err(StoreError::backend)?;
-        return Ok(call);
-    }
-    // The existence check runs in the same transaction, so the answer matches the failed update.
-    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM calls WHERE call_id = ?")
-        .bind(call_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(StoreError::backend)?;
-    Err(if exists.is_some() { StoreError::ConditionFailed } else { StoreError::NotFound })
+    // A bare `?` takes the number after the largest used so far, so the states are ?4 on. SQLite reads
+    // `state IN ()` as false, so an empty `from` is a condition no call meets.
+    sql.push_str(" WHERE call_id = ?3 AND state IN (");
+    let from: Vec<&str> = transition.from.iter().map(|state| state.as_str()).collect();
+    sql.push_str(&vec!["?"; from.len()].join(", "));
+    sql.push_str(") RETURNING *");
+    let to = transition.to.as_str();
+    let mut bound: Vec<&dyn ToSql> = vec![&to, &at, &call_id];
+    bound.extend(from.iter().map(|state| state as &dyn ToSql));
+    store.write_tx(|tx| {
+        if let Some(call) = optional(tx, &sql, bound.as_slice(), call_from_row)? {
+            return Ok(call);
+        }
+        // The existence check runs in the same transaction, so the answer matches the failed update.
+        let exists: Option<i64> = optional_scalar(tx, "SELECT 1 FROM calls WHERE call_id = ?", [call_id])?;
+        Err(if exists.is_some() { StoreError::ConditionFailed } else { StoreError::NotFound })
+    })
 }

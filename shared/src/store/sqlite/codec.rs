@@ -2,9 +2,9 @@
 //! function per record type. Nothing here does I/O.
 
 use chrono::{DateTime, Utc};
+use rusqlite::Row;
+use rusqlite::types::FromSql;
 use serde_json::Value;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite};
 
 use crate::ids::{ConnectionId, UserId};
 use crate::rooms::RoomName;
@@ -36,22 +36,19 @@ pub(super) fn call_type_str(call_type: CallType) -> &'static str {
     }
 }
 
-pub(super) fn column<'r, T>(row: &'r SqliteRow, name: &str) -> StoreResult<T>
-where
-    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
-{
-    row.try_get(name).map_err(StoreError::backend)
+pub(super) fn column<T: FromSql>(row: &Row<'_>, name: &str) -> StoreResult<T> {
+    row.get(name).map_err(StoreError::backend)
 }
 
-pub(super) fn user_from(row: &SqliteRow, name: &str) -> StoreResult<UserId> {
+pub(super) fn user_from(row: &Row<'_>, name: &str) -> StoreResult<UserId> {
     UserId::parse(column::<String>(row, name)?).map_err(StoreError::backend)
 }
 
-pub(super) fn connection_id_from(row: &SqliteRow, name: &str) -> StoreResult<ConnectionId> {
+pub(super) fn connection_id_from(row: &Row<'_>, name: &str) -> StoreResult<ConnectionId> {
     ConnectionId::parse(column::<String>(row, name)?).map_err(StoreError::backend)
 }
 
-pub(super) fn room_from(row: &SqliteRow, name: &str) -> StoreResult<RoomName> {
+pub(super) fn room_from(row: &Row<'_>, name: &str) -> StoreResult<RoomName> {
     RoomName::parse(column::<String>(row, name)?).map_err(StoreError::backend)
 }
 
@@ -59,19 +56,19 @@ pub(super) fn from_millis(column: &'static str, ms: i64) -> StoreResult<DateTime
     DateTime::from_timestamp_millis(ms).ok_or_else(|| invalid(column, ms.to_string()))
 }
 
-pub(super) fn time_from(row: &SqliteRow, name: &'static str) -> StoreResult<DateTime<Utc>> {
+pub(super) fn time_from(row: &Row<'_>, name: &'static str) -> StoreResult<DateTime<Utc>> {
     from_millis(name, column(row, name)?)
 }
 
-pub(super) fn optional_time_from(row: &SqliteRow, name: &'static str) -> StoreResult<Option<DateTime<Utc>>> {
+pub(super) fn optional_time_from(row: &Row<'_>, name: &'static str) -> StoreResult<Option<DateTime<Utc>>> {
     column::<Option<i64>>(row, name)?.map(|ms| from_millis(name, ms)).transpose()
 }
 
-pub(super) fn json_from(row: &SqliteRow, name: &str) -> StoreResult<Value> {
+pub(super) fn json_from(row: &Row<'_>, name: &str) -> StoreResult<Value> {
     serde_json::from_str(&column::<String>(row, name)?).map_err(StoreError::backend)
 }
 
-pub(super) fn connection_from_row(row: &SqliteRow) -> StoreResult<ConnectionRecord> {
+pub(super) fn connection_from_row(row: &Row<'_>) -> StoreResult<ConnectionRecord> {
     Ok(ConnectionRecord {
         connection_id: connection_id_from(row, "connection_id")?,
         user_id: user_from(row, "user_id")?,
@@ -84,7 +81,7 @@ pub(super) fn connection_from_row(row: &SqliteRow) -> StoreResult<ConnectionReco
     })
 }
 
-pub(super) fn event_from_row(row: &SqliteRow) -> StoreResult<RoomEvent> {
+pub(super) fn event_from_row(row: &Row<'_>) -> StoreResult<RoomEvent> {
     Ok(RoomEvent {
         room: room_from(row, "room")?,
         seq: u64::try_from(column::<i64>(row, "seq")?).map_err(StoreError::backend)?,
@@ -97,7 +94,7 @@ pub(super) fn event_from_row(row: &SqliteRow) -> StoreResult<RoomEvent> {
     })
 }
 
-pub(super) fn notification_from_row(row: &SqliteRow) -> StoreResult<Notification> {
+pub(super) fn notification_from_row(row: &Row<'_>) -> StoreResult<Notification> {
     Ok(Notification {
         id: column(row, "id")?,
         user_id: user_from(row, "user_id")?,
@@ -110,7 +107,7 @@ pub(super) fn notification_from_row(row: &SqliteRow) -> StoreResult<Notification
     })
 }
 
-pub(super) fn call_from_row(row: &SqliteRow) -> StoreResult<CallRecord> {
+pub(super) fn call_from_row(row: &Row<'_>) -> StoreResult<CallRecord> {
     let call_type: String = column(row, "call_type")?;
     let state: String = column(row, "state")?;
     Ok(CallRecord {

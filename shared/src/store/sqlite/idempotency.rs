@@ -1,10 +1,11 @@
 //! Idempotency keys: claim, complete and release, with expiry compared at claim time.
 
 use chrono::Utc;
+use rusqlite::params;
 use serde_json::Value;
 
-use super::SqliteStore;
 use super::codec::column;
+use super::{SqliteStore, execute, optional};
 use crate::store::{IdempotencyClaim, StoreError, StoreResult};
 
 /// A key is free again from its expiry instant on (`expires_at <= now`), so a ttl of 0 never blocks a retry.
@@ -14,16 +15,13 @@ pub(super) async fn claim_idempotency(
     ttl_seconds: u64,
 ) -> StoreResult<IdempotencyClaim> {
     let now = Utc::now().timestamp_millis();
-    let mut tx = store.write_tx().await?;
-    let existing = sqlx::query("SELECT result, expires_at FROM idempotency WHERE key = ?")
-        .bind(key)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(StoreError::backend)?;
-    if let Some(row) = existing {
-        let expires_at: i64 = column(&row, "expires_at")?;
-        if expires_at > now {
-            let result: Option<String> = column(&row, "result")?;
+    store.write_tx(|tx| {
+        let existing = optional(tx, "SELECT result, expires_at FROM idempotency WHERE key = ?", [key], |row| {
+            Ok((column::<Option<String>>(row, "result")?, column::<i64>(row, "expires_at")?))
+        })?;
+        if let Some((result, expires_at)) = existing
+            && expires_at > now
+        {
             return match result {
                 None => Ok(IdempotencyClaim::InFlight),
                 Some(json) => {
@@ -31,18 +29,14 @@ pub(super) async fn claim_idempotency(
                 }
             };
         }
-    }
-    sqlx::query(
-        "INSERT INTO idempotency (key, result, expires_at) VALUES (?, NULL, ?)
-         ON CONFLICT (key) DO UPDATE SET result = NULL, expires_at = excluded.expires_at",
-    )
-    .bind(key)
-    .bind(expiry(now, ttl_seconds))
-    .execute(&mut *tx)
-    .await
-    .map_err(StoreError::backend)?;
-    tx.commit().await.map_err(StoreError::backend)?;
-    Ok(IdempotencyClaim::Claimed)
+        execute(
+            tx,
+            "INSERT INTO idempotency (key, result, expires_at) VALUES (?, NULL, ?)
+             ON CONFLICT (key) DO UPDATE SET result = NULL, expires_at = excluded.expires_at",
+            params![key, expiry(now, ttl_seconds)],
+        )?;
+        Ok(IdempotencyClaim::Claimed)
+    })
 }
 
 /// `NotFound` for a key nobody claimed (or whose claim was released): there is no claim to answer for.
@@ -54,23 +48,19 @@ pub(super) async fn complete_idempotency(
 ) -> StoreResult<()> {
     let json = serde_json::to_string(result).map_err(StoreError::backend)?;
     let expires_at = expiry(Utc::now().timestamp_millis(), ttl_seconds);
-    let updated = sqlx::query("UPDATE idempotency SET result = ?, expires_at = ? WHERE key = ?")
-        .bind(json)
-        .bind(expires_at)
-        .bind(key)
-        .execute(&store.writer)
-        .await
-        .map_err(StoreError::backend)?;
-    if updated.rows_affected() == 1 { Ok(()) } else { Err(StoreError::NotFound) }
+    let updated = store.write(|writer| {
+        execute(
+            writer,
+            "UPDATE idempotency SET result = ?, expires_at = ? WHERE key = ?",
+            params![json, expires_at, key],
+        )
+    })?;
+    if updated == 1 { Ok(()) } else { Err(StoreError::NotFound) }
 }
 
 /// Only an in-flight claim is freed: a late release after completion must not throw away the stored answer.
 pub(super) async fn release_idempotency(store: &SqliteStore, key: &str) -> StoreResult<()> {
-    sqlx::query("DELETE FROM idempotency WHERE key = ? AND result IS NULL")
-        .bind(key)
-        .execute(&store.writer)
-        .await
-        .map_err(StoreError::backend)?;
+    store.write(|writer| execute(writer, "DELETE FROM idempotency WHERE key = ? AND result IS NULL", [key]))?;
     Ok(())
 }
 

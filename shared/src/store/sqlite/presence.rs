@@ -2,39 +2,35 @@
 
 use std::collections::BTreeSet;
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Sqlite};
+use rusqlite::{Connection, Row, params};
 
 use super::codec::{column, invalid, time_from, user_from};
-use super::{IN_LIST_CHUNK, SqliteStore};
+use super::{SqliteStore, all, execute};
 use crate::ids::UserId;
 use crate::store::{PresenceRecord, PresenceStatus, StoreError, StoreResult};
 
 pub(super) async fn set_presence(store: &SqliteStore, record: &PresenceRecord) -> StoreResult<()> {
-    write_presence(&store.writer, record).await
+    store.write(|writer| write_presence(writer, record))
 }
 
-/// Stores `record` through `executor`: the writer pool, or a transaction that changes more.
-pub(super) async fn write_presence<'e>(
-    executor: impl sqlx::Executor<'e, Database = Sqlite>,
-    record: &PresenceRecord,
-) -> StoreResult<()> {
-    sqlx::query(
+/// Stores `record` on the writer, on its own or inside a transaction that changes more.
+pub(super) fn write_presence(writer: &Connection, record: &PresenceRecord) -> StoreResult<()> {
+    execute(
+        writer,
         "INSERT INTO presence (user_id, status, custom_status, last_seen) VALUES (?, ?, ?, ?)
          ON CONFLICT (user_id) DO UPDATE SET status = excluded.status, custom_status = excluded.custom_status,
              last_seen = excluded.last_seen",
-    )
-    .bind(record.user_id.as_str())
-    .bind(record.status.as_str())
-    .bind(record.custom_status.as_deref())
-    .bind(record.last_seen.timestamp_millis())
-    .execute(executor)
-    .await
-    .map_err(StoreError::backend)?;
+        params![
+            record.user_id.as_str(),
+            record.status.as_str(),
+            record.custom_status.as_deref(),
+            record.last_seen.timestamp_millis()
+        ],
+    )?;
     Ok(())
 }
 
-pub(super) fn presence_from_row(row: &SqliteRow) -> StoreResult<PresenceRecord> {
+pub(super) fn presence_from_row(row: &Row<'_>) -> StoreResult<PresenceRecord> {
     let status: String = column(row, "status")?;
     Ok(PresenceRecord {
         user_id: user_from(row, "user_id")?,
@@ -44,20 +40,18 @@ pub(super) fn presence_from_row(row: &SqliteRow) -> StoreResult<PresenceRecord> 
     })
 }
 
+/// One statement for any number of users: the list is bound as one JSON array and read back with `json_each`, so
+/// there is no variable limit to chunk for, and the statement is prepared once and cached like every other.
 pub(super) async fn get_presence(store: &SqliteStore, users: &[UserId]) -> StoreResult<Vec<PresenceRecord>> {
-    // Deduplicating first keeps a user named in two chunks from being returned twice.
-    let users: Vec<&str> = users.iter().map(UserId::as_str).collect::<BTreeSet<_>>().into_iter().collect();
-    let mut records = Vec::with_capacity(users.len());
-    for chunk in users.chunks(IN_LIST_CHUNK) {
-        let mut query = QueryBuilder::<Sqlite>::new("SELECT * FROM presence WHERE user_id IN (");
-        let mut list = query.separated(", ");
-        for user in chunk {
-            list.push_bind(*user);
-        }
-        query.push(")");
-        for row in query.build().fetch_all(&store.reader).await.map_err(StoreError::backend)? {
-            records.push(presence_from_row(&row)?);
-        }
-    }
-    Ok(records)
+    // Deduplicating first keeps a user named twice from being returned twice.
+    let users: BTreeSet<&str> = users.iter().map(UserId::as_str).collect();
+    let users = serde_json::to_string(&users).map_err(StoreError::backend)?;
+    store.read(|reader| {
+        all(
+            reader,
+            "SELECT * FROM presence WHERE user_id IN (SELECT value FROM json_each(?))",
+            [users],
+            presence_from_row,
+        )
+    })
 }

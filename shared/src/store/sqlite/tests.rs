@@ -53,18 +53,12 @@ impl Drop for TempDir {
     }
 }
 
-async fn close(store: SqliteStore) {
-    store.writer.close().await;
-    store.reader.close().await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_contract_case_passes_on_a_file_backed_store() {
-    // The file-backed store splits reads from writes across pools, which in-memory stores do not exercise.
+    // The file-backed store splits reads from writes across connections, which in-memory stores do not exercise.
     let dir = TempDir::new();
     let store = SqliteStore::open(&dir.0.join("bellhop.db")).await.expect("file store opens");
     contract::run_all(&store).await;
-    close(store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -88,17 +82,59 @@ async fn a_file_backed_store_keeps_its_data_across_reopening() {
         })
         .await
         .expect("append");
-    // Reading through the read-only pool right after the write shows readers see committed data.
+    // Reading through a read-only connection right after the write shows readers see committed data.
     assert_eq!(first.get_event(&room, &appended.event.id).await.expect("read back"), Some(appended.event.clone()));
-    close(first).await;
+    drop(first);
 
     let reopened = SqliteStore::open(&path).await.expect("store reopens and skips applied migrations");
     let history = reopened.history(&room, HistoryQuery::Latest { limit: 10 }).await.expect("history");
     let granted = reopened.is_granted(&room, &user).await.expect("grant lookup");
-    close(reopened).await;
 
     assert_eq!(history, [appended.event]);
     assert!(granted);
+}
+
+/// A data dir from a harness whose SQLite driver recorded migrations in `_sqlx_migrations` (and left
+/// `user_version` at 0) opens without applying them again, which would fail on the existing tables, and with its
+/// data.
+#[tokio::test]
+async fn a_database_migrated_by_the_earlier_driver_opens_without_reapplying_migrations() {
+    let dir = TempDir::new();
+    std::fs::create_dir_all(&dir.0).expect("temp dir");
+    let path = dir.0.join("earlier.db");
+    let user = UserId::parse("earlier-user").expect("user");
+    let room = RoomName::parse("topic:earlier").expect("room");
+    {
+        let earlier = rusqlite::Connection::open(&path).expect("open");
+        earlier
+            .execute_batch(
+                "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL,
+                     installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL,
+                     checksum BLOB NOT NULL, execution_time BIGINT NOT NULL);",
+            )
+            .expect("sqlx's table");
+        for (version, (name, sql)) in (1_i64..).zip(MIGRATIONS) {
+            earlier.execute_batch(sql).expect("migration");
+            earlier
+                .execute(
+                    "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+                     VALUES (?, ?, TRUE, x'00', 0)",
+                    rusqlite::params![version, name],
+                )
+                .expect("record");
+        }
+        earlier
+            .execute("INSERT INTO participation (user_id, room) VALUES (?, ?)", [user.as_str(), room.as_str()])
+            .expect("data");
+    }
+
+    let store = SqliteStore::open(&path).await.expect("the earlier database opens");
+    assert_eq!(store.user_rooms(&user).await.expect("rooms"), [room]);
+    drop(store);
+    let version: i64 = rusqlite::Connection::open(&path)
+        .and_then(|c| c.pragma_query_value(None, "user_version", |row| row.get(0)))
+        .expect("user_version");
+    assert_eq!(version, MIGRATIONS.len() as i64, "the applied count is recorded where this adapter looks");
 }
 
 /// Not a timed assertion: prints what the store calls of one `message:send` cost (the inbound frame's bucket, the
@@ -150,7 +186,6 @@ async fn the_store_calls_of_a_message_send_are_measured() {
              and count as separate calls ({SENDS} sends each)\n"
         );
         let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
-        close(store).await;
     }
 }
 
@@ -205,5 +240,4 @@ async fn a_file_backed_store_checkpoints_its_log_in_the_background() {
     })
     .await;
     assert!(grown.is_ok(), "no checkpoint within 20 s: the database file stayed at {started} bytes");
-    close(store).await;
 }
