@@ -10,9 +10,9 @@
 //! Statements run on the calling task's thread, under a mutex per connection, as better-sqlite3 runs them under
 //! Node. Every statement here is an indexed lookup or a short write that takes microseconds, less than handing it
 //! to a worker thread and waking the caller again: with a worker thread per connection (the sqlx driver this
-//! adapter replaced) each `message:send` cost 18–20 context switches and 7–8 µs of CPU more than the same work
-//! without a store (bench/RESULTS.md). No statement is ever cut off halfway by a cancelled caller either, since a
-//! call never yields while it holds a connection. What is slow — copying the write-ahead log into the database file
+//! adapter replaced) a `message:send` made 20–23 context switches instead of 6.5–9, and the harness's p99 at
+//! 400 msg/s was 6.3–8.5 ms instead of 4.3–4.8 ms (bench/RESULTS.md, 2026-12-01). No statement is ever cut off
+//! halfway by a cancelled caller either, since a call never yields while it holds a connection. What is slow — copying the write-ahead log into the database file
 //! — runs on a thread of its own (see [`checkpoint_in_background`]).
 
 mod calls;
