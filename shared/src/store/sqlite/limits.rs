@@ -25,14 +25,19 @@ pub(super) async fn admit(
             Ok(tat) => {
                 execute(
                     tx,
-                    "INSERT INTO rate_limits (key, tat) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET tat = excluded.tat",
+                    "INSERT INTO rate_limits (key, tat) VALUES (?, ?)
+                     ON CONFLICT (key) DO UPDATE SET tat = excluded.tat",
                     params![key, tat],
                 )?;
                 Admission::Allowed
             }
             Err(retry_after) => Admission::Limited { retry_after },
         };
-        execute(tx, "DELETE FROM rate_limits WHERE key IN (SELECT key FROM rate_limits WHERE tat <= ? LIMIT 16)", [now])?;
+        execute(
+            tx,
+            "DELETE FROM rate_limits WHERE key IN (SELECT key FROM rate_limits WHERE tat <= ? LIMIT 16)",
+            [now],
+        )?;
         Ok(admission)
     })
 }

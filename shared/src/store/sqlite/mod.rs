@@ -12,8 +12,9 @@
 //! to a worker thread and waking the caller again: with a worker thread per connection (the sqlx driver this
 //! adapter replaced) a `message:send` made 20–23 context switches instead of 6.5–9, and the harness's p99 at
 //! 400 msg/s was 6.3–8.5 ms instead of 4.3–4.8 ms (bench/RESULTS.md, 2026-12-01). No statement is ever cut off
-//! halfway by a cancelled caller either, since a call never yields while it holds a connection. What is slow — copying the write-ahead log into the database file
-//! — runs on a thread of its own (see [`checkpoint_in_background`]).
+//! halfway by a cancelled caller either, since a call never yields while it holds a connection. What is slow,
+//! copying the write-ahead log into the database file, runs on a thread of its own (see
+//! [`checkpoint_in_background`]).
 
 mod calls;
 mod codec;
@@ -184,8 +185,9 @@ fn configure(connection: &mut Connection) -> StoreResult<()> {
     connection.busy_timeout(BUSY_TIMEOUT).map_err(StoreError::backend)?;
     connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     connection.pragma_update(None, "foreign_keys", true).map_err(StoreError::backend)?;
-    // Each finished statement is logged when the log asks for it at start-up (`RUST_LOG=shared::store::sqlite=debug`),
-    // with its SQL text, never its bound values, and how long SQLite took. Otherwise SQLite calls nothing.
+    // Each finished statement is logged when the log asks for it at start-up
+    // (`RUST_LOG=shared::store::sqlite=debug`), with its SQL text, never its bound values, and how long SQLite took.
+    // Otherwise SQLite calls nothing.
     if tracing::enabled!(tracing::Level::DEBUG) {
         connection
             .trace_v2(
