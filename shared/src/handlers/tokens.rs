@@ -52,8 +52,7 @@ fn warning_at(deps: &Deps, expires_at: DateTime<Utc>) -> DateTime<Utc> {
 /// check that came early would find nothing due yet and schedule itself again for the same instant, at once, over
 /// and over until that instant; and one after the warning would warn again each time.
 async fn schedule_check(deps: &Deps, connection: &ConnectionId, at: DateTime<Utc>) {
-    let wait = seconds_until(at, Utc::now());
-    let wait = wait.clamp(0, i64::try_from(MAX_DELAY_SECONDS).unwrap_or(900));
+    let wait = seconds_until(at, Utc::now()).clamp(0, i64::try_from(MAX_DELAY_SECONDS).unwrap_or(900));
     let job = TimerJob::token_expiry(connection.as_str());
     if let Err(error) = deps.timer.schedule(&job, wait.unsigned_abs()).await {
         tracing::warn!(connection_id = %connection, %error, "could not schedule the token expiry check");

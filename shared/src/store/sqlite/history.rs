@@ -4,7 +4,7 @@
 use rusqlite::{Connection, params};
 
 use super::codec::{bound_from, event_from_row, from_millis};
-use super::{SqliteStore, all, execute, optional, optional_scalar, scalar};
+use super::{SqliteStore, all, execute, one, optional, optional_scalar, scalar};
 use crate::ids::UserId;
 use crate::rooms::RoomName;
 use crate::store::{Appended, HistoryQuery, NewRoomEvent, RoomEvent, StoreError, StoreResult};
@@ -30,14 +30,14 @@ pub(super) async fn append_event(store: &SqliteStore, event: NewRoomEvent) -> St
 /// Participation, the append and the message count in one transaction, so a message is counted exactly when it is
 /// stored, and the three writes cost one commit.
 pub(super) async fn append_message(store: &SqliteStore, event: NewRoomEvent) -> StoreResult<Appended> {
-    let Some(sender) = event.sender.clone() else {
+    if event.sender.is_none() {
         return append_event(store, event).await;
-    };
+    }
     store.write_tx(|connection| {
         execute(
             connection,
             "INSERT INTO participation (user_id, room) VALUES (?, ?) ON CONFLICT (user_id, room) DO NOTHING",
-            params![sender.as_str(), event.room.as_str()],
+            params![event.sender.as_ref().map(UserId::as_str), event.room.as_str()],
         )?;
         let inserted = insert_event(connection, &event)?;
         if inserted.is_some() {
@@ -74,7 +74,7 @@ fn finish_append(
 ) -> StoreResult<Appended> {
     let Some(seq) = inserted else {
         // Only the client-message index can refuse the row: the seq was computed in the same statement.
-        let first = optional(
+        let first = one(
             connection,
             "SELECT * FROM room_events WHERE room = ? AND COALESCE(sender, '') = ? AND client_msg_id = ?",
             params![
@@ -83,8 +83,7 @@ fn finish_append(
                 event.client_msg_id.as_deref()
             ],
             event_from_row,
-        )?
-        .ok_or_else(|| StoreError::backend(rusqlite::Error::QueryReturnedNoRows))?;
+        )?;
         return Ok(Appended { event: first, duplicate: true, counted });
     };
     let created_at = event.created_at.timestamp_millis();

@@ -289,6 +289,17 @@ pub(super) fn optional<T>(
     rows.next().map_err(StoreError::backend)?.map(from_row).transpose()
 }
 
+/// The first row of a query that always returns one, turned into a record.
+pub(super) fn one<T>(
+    connection: &Connection,
+    sql: &str,
+    params: impl Params,
+    from_row: impl FnOnce(&Row<'_>) -> StoreResult<T>,
+) -> StoreResult<T> {
+    optional(connection, sql, params, from_row)?
+        .ok_or_else(|| StoreError::backend(rusqlite::Error::QueryReturnedNoRows))
+}
+
 /// One value of a query that always returns a row, such as a `COUNT(*)`.
 pub(super) fn scalar<T: rusqlite::types::FromSql>(
     connection: &Connection,

@@ -1,7 +1,7 @@
 //! The counters behind `/health`.
 
 use super::codec::column;
-use super::{SqliteStore, execute, optional};
+use super::{SqliteStore, execute, one};
 use crate::store::{Stats, StoreError, StoreResult};
 
 pub(super) async fn count_messages(store: &SqliteStore, n: u64) -> StoreResult<()> {
@@ -11,8 +11,8 @@ pub(super) async fn count_messages(store: &SqliteStore, n: u64) -> StoreResult<(
 }
 
 pub(super) async fn stats(store: &SqliteStore) -> StoreResult<Stats> {
-    let stats = store.read(|reader| {
-        optional(
+    store.read(|reader| {
+        one(
             reader,
             "SELECT
                  (SELECT COUNT(*) FROM connections) AS active_connections,
@@ -33,7 +33,5 @@ pub(super) async fn stats(store: &SqliteStore) -> StoreResult<Stats> {
                 })
             },
         )
-    })?;
-    // A SELECT without FROM always returns its one row.
-    stats.ok_or_else(|| StoreError::backend(rusqlite::Error::QueryReturnedNoRows))
+    })
 }
