@@ -26,19 +26,19 @@ use tracing::Instrument;
 
 use super::Gateway;
 use super::connections::{Connection, new_connection_id, new_request_id};
+use super::duplex::Outlet;
 use super::events::{self, ConnectionContext, HandshakeRequest, Invocation};
 use super::session;
 
-/// Socket buffers: a small read buffer and a write buffer capped at one full message plus framing, so a client that
-/// stops reading cannot make the harness buffer forever. The read buffer is held by every idle connection (the
-/// 128 KiB default cost about 90 KB each, 4 KiB about 4 KB); 512 bytes hold a typical client frame (an action, an
-/// id, a room and a short message) in one read. A larger frame costs one more read and still arrives whole, because
-/// tungstenite reserves each frame's full length once it has its header.
+/// Socket buffers. The read buffer is held by every idle connection (the 128 KiB default cost about 90 KB each,
+/// 4 KiB about 4 KB); 512 bytes hold a typical client frame (an action, an id, a room and a short message) in one
+/// read. A larger frame costs one more read and still arrives whole, because tungstenite reserves each frame's full
+/// length once it has its header. tungstenite writes only control frames, and hands each to the connection's
+/// outlet at once (`duplex::Outlet`), which bounds what waits for a client that stops reading.
 pub(crate) fn socket_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(512)
-        .write_buffer_size(MAX_FRAME_BYTES)
-        .max_write_buffer_size(MAX_MESSAGE_BYTES + 64 * 1024)
+        .write_buffer_size(0)
         .max_frame_size(Some(MAX_FRAME_BYTES))
         .max_message_size(Some(MAX_MESSAGE_BYTES))
 }
@@ -221,9 +221,12 @@ pub(crate) async fn upgrade(
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
-                    let socket =
-                        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(socket_config()))
-                            .await;
+                    let socket = WebSocketStream::from_raw_socket(
+                        Outlet::new(TokioIo::new(upgraded)),
+                        Role::Server,
+                        Some(socket_config()),
+                    )
+                    .await;
                     // The session is a task of its own, so that the connection's lifetime is spent holding only
                     // the session's state, not this task's too (the upgrade, and room for the moved context).
                     tokio::spawn(session::run(session_gateway, connection, ends, socket, session_ctx, guard));

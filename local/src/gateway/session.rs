@@ -10,14 +10,13 @@
 //! as posts. An idle connection holds no invocation task, no inbox and no writer task: that memory is paid only
 //! while a message runs.
 //!
-//! The loop is generic over any `Sink` + `Stream` of tungstenite messages, so its rules are unit-tested over an
-//! in-memory duplex pipe as well as end to end over TCP.
+//! The loop is generic over the transport under the WebSocket, so its rules are unit-tested over an in-memory duplex
+//! pipe as well as end to end over TCP.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use futures::{Sink, Stream};
 use serde_json::json;
 use shared::gateway::{MAX_MESSAGE_BYTES, PING_ROUTE_KEY, PING_ROUTE_RESPONSE};
 use shared::handlers::{disconnect, message};
@@ -31,20 +30,9 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use super::Gateway;
 use super::connections::{CloseCause, Connection, ConnectionEnds, new_message_id, new_request_id};
-use super::duplex::Duplex;
+use super::duplex::{Duplex, Socket, Transport};
 use super::events::{self, ConnectionContext, Invocation};
 use super::routes::{DEFAULT_ROUTE, select_route};
-
-/// What a session reads from and writes to: a WebSocket in any transport.
-pub(crate) trait Socket:
-    Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send + 'static
-{
-}
-
-impl<S> Socket for S where
-    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send + 'static
-{
-}
 
 /// Route keys of the emulated API, as `template.yaml` deploys them: `$default` (the message function, with a
 /// `$default` route response) and the heartbeat's `ping` (a MOCK integration with a static response template).
@@ -62,11 +50,11 @@ struct Ended {
 /// The connection's task. Not an `async fn`: an async function keeps its arguments in its state beside the locals
 /// made from them, so the socket and the context would take their room twice in every idle connection's task. The
 /// values are built first and the async block owns them once.
-pub(crate) fn run<S: Socket>(
+pub(crate) fn run<T: Transport>(
     gateway: Arc<Gateway>,
     connection: Arc<Connection>,
     ends: ConnectionEnds,
-    socket: S,
+    socket: Socket<T>,
     ctx: ConnectionContext,
     // Held until `$disconnect` has run, so a graceful shutdown waits for it.
     shutdown_guard: Option<mpsc::Sender<()>>,
@@ -170,7 +158,7 @@ pub(crate) async fn abandon(gateway: &Arc<Gateway>, ctx: &ConnectionContext) {
 
 /// Sends our close frame after the message being written, waits briefly for the client's reply, and reports the
 /// cause. Boxed: see `run`.
-fn server_close<S: Socket>(socket: &mut Duplex<S>, cause: CloseCause, await_reply: bool) -> BoxFuture<'_, Ended> {
+fn server_close<T: Transport>(socket: &mut Duplex<T>, cause: CloseCause, await_reply: bool) -> BoxFuture<'_, Ended> {
     Box::pin(async move {
         socket.close(CloseFrame { code: CloseCode::from(cause.code), reason: cause.frame_reason.clone().into() });
         if await_reply {
@@ -185,7 +173,7 @@ fn server_close<S: Socket>(socket: &mut Duplex<S>, cause: CloseCause, await_repl
 
 /// Reads until the close handshake completes (or the grace period ends), discarding anything else: frames that
 /// arrive after a close never reach Lambda. Boxed: see `run`.
-fn drain<S: Socket>(socket: &mut Duplex<S>) -> BoxFuture<'_, ()> {
+fn drain<T: Transport>(socket: &mut Duplex<T>) -> BoxFuture<'_, ()> {
     Box::pin(async move {
         let _ = timeout(CLOSE_GRACE, async {
             while let Some(Ok(frame)) = socket.next(true).await {
@@ -465,7 +453,12 @@ mod tests {
             authorizer: Default::default(),
         };
         let (server_io, client_io) = tokio::io::duplex(256 * 1024);
-        let server = WebSocketStream::from_raw_socket(server_io, Role::Server, Some(handshake::socket_config())).await;
+        let server = WebSocketStream::from_raw_socket(
+            crate::gateway::duplex::Outlet::new(server_io),
+            Role::Server,
+            Some(handshake::socket_config()),
+        )
+        .await;
         let client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
         let session = tokio::spawn(run(gateway, connection, ends, server, ctx, None));
         Pipe { client, session, _shutdown: shutdown }
