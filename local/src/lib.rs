@@ -170,7 +170,7 @@ impl RunningHarness {
 
     /// Ids of the open connections.
     pub fn connection_ids(&self) -> Vec<String> {
-        self.gateway.registry.all().iter().map(|c| c.id.clone()).collect()
+        self.gateway.registry.all().iter().map(|c| c.id().to_owned()).collect()
     }
 
     /// Stops accepting, closes every socket with 1001, waits for every `$disconnect` (at most 10 s), then stops.
@@ -257,6 +257,7 @@ pub async fn spawn(options: HarnessOptions) -> anyhow::Result<RunningHarness> {
         sessions_tx,
         management_delay,
     ));
+    tokio::spawn(gateway::expiry::run(gateway.clone()));
     let app = app(gateway.clone(), deps.clone(), edge);
 
     let server = tokio::spawn(serve(listener, app, header_read_timeout, shutdown_rx));

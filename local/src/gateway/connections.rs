@@ -5,13 +5,20 @@
 //! `@connections` answers Gone before (during `$connect`) and after, exactly as AWS does. The registry owns no
 //! sockets: each connection's task does, and the registry only holds its outbound queue and close signal.
 
+use std::borrow::Borrow;
+use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
 
+use futures::task::AtomicWaker;
 use rand::Rng;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use super::events::ConnectionContext;
 
 /// Messages waiting for a slow client before posts start answering 429, as AWS does when "the WebSocket client side
 /// buffer is full".
@@ -99,49 +106,80 @@ pub(crate) enum QueueError {
 
 /// One open connection, as the management API sees it.
 pub(crate) struct Connection {
-    pub(crate) id: String,
-    pub(crate) connected_at_ms: i64,
-    pub(crate) source_ip: String,
-    pub(crate) user_agent: Option<String>,
+    /// What API Gateway attaches to each of the connection's events, the identity `@connections` reports among it.
+    pub(crate) context: Arc<ConnectionContext>,
+    /// When the connection was accepted, for its maximum duration.
+    pub(crate) opened: Instant,
     last_active_ms: AtomicI64,
     /// Last data frame in either direction, for the idle timeout; pings and pongs do not count.
     last_data: Mutex<Instant>,
-    /// A flume channel rather than tokio's: both are bounded, but tokio's reserves a block of 32 slots when it is
-    /// made, about 1.3 KB that every idle connection would hold, while flume's queue allocates only when a message
-    /// waits in it.
-    outbound: flume::Sender<Outbound>,
-    /// Why the connection is to close, once something asked (the first cause wins), and the signal that wakes its
-    /// task. Kept in the connection itself rather than in a watch channel, which would be an allocation of about
-    /// 400 bytes per connection for a signal that fires at most once.
+    outbox: Outbox,
+    /// Why the connection is to close, once something asked (the first cause wins), and the connection's task to
+    /// wake then. Kept in the connection itself, and polled rather than awaited through a `Notify`: a watch channel
+    /// would be an allocation of about 400 bytes per connection, and a `Notify`'s waiting future about 90 bytes in
+    /// every idle connection's task, for a signal that fires at most once.
     close_cause: OnceLock<CloseCause>,
-    close_requested: Notify,
+    close_waker: AtomicWaker,
 }
 
-/// The receiving end a connection task owns.
-pub(crate) struct ConnectionEnds {
-    pub(crate) outbound: flume::Receiver<Outbound>,
+/// A connection's outbound queue, bounded by [`OUTBOUND_QUEUE`] and read by the connection's task alone. It holds
+/// no memory while empty: a channel (tokio's reserves a block of 32 slots up front, flume's keeps the capacity of
+/// its busiest moment and a waiting receiver's hook) would cost every idle connection up to 1.3 KB.
+struct Outbox {
+    state: Mutex<OutboxState>,
+    /// The connection's task, waiting for the next message.
+    reader: AtomicWaker,
+    /// Route responses waiting for room: they answer the client's own message, so they wait instead of failing.
+    room: Notify,
+}
+
+#[derive(Default)]
+struct OutboxState {
+    messages: VecDeque<Outbound>,
+    /// The socket is gone: nothing will read what is queued.
+    closed: bool,
+}
+
+impl Outbox {
+    fn push(&self, message: Outbound) -> Result<(), (QueueError, Outbound)> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err((QueueError::Gone, message));
+        }
+        if state.messages.len() >= OUTBOUND_QUEUE {
+            return Err((QueueError::Full, message));
+        }
+        state.messages.push_back(message);
+        drop(state);
+        self.reader.wake();
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, OutboxState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Connection {
-    pub(crate) fn new(
-        id: String,
-        connected_at_ms: i64,
-        source_ip: String,
-        user_agent: Option<String>,
-    ) -> (Arc<Self>, ConnectionEnds) {
-        let (outbound_tx, outbound_rx) = flume::bounded(OUTBOUND_QUEUE);
-        let connection = Arc::new(Self {
-            id,
-            connected_at_ms,
-            source_ip,
-            user_agent,
-            last_active_ms: AtomicI64::new(connected_at_ms),
+    pub(crate) fn new(context: Arc<ConnectionContext>) -> Arc<Self> {
+        Arc::new(Self {
+            opened: Instant::now(),
+            last_active_ms: AtomicI64::new(context.connected_at_ms),
+            context,
             last_data: Mutex::new(Instant::now()),
-            outbound: outbound_tx,
+            outbox: Outbox { state: Mutex::default(), reader: AtomicWaker::new(), room: Notify::new() },
             close_cause: OnceLock::new(),
-            close_requested: Notify::new(),
-        });
-        (connection, ConnectionEnds { outbound: outbound_rx })
+            close_waker: AtomicWaker::new(),
+        })
+    }
+
+    pub(crate) fn id(&self) -> &str {
+        &self.context.connection_id
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_tests(id: &str) -> Arc<Self> {
+        Self::new(Arc::new(ConnectionContext::for_tests(id)))
     }
 
     pub(crate) fn last_active_ms(&self) -> i64 {
@@ -158,35 +196,78 @@ impl Connection {
         *self.last_data.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues one text message without waiting: a full queue is the client's problem, reported as a throttle.
+    /// Queues one message without waiting: a full queue is the client's problem, reported as a throttle.
     pub(crate) fn queue(&self, message: Outbound) -> Result<(), QueueError> {
-        self.outbound.try_send(message).map_err(|error| match error {
-            flume::TrySendError::Full(_) => QueueError::Full,
-            flume::TrySendError::Disconnected(_) => QueueError::Gone,
-        })
+        self.outbox.push(message).map_err(|(error, _)| error)
     }
 
     /// Queues a route response or error frame, waiting for room: it answers the client's own message.
     pub(crate) async fn queue_waiting(&self, text: String) -> Result<(), QueueError> {
-        self.outbound.send_async(Outbound::Text(text.into())).await.map_err(|_| QueueError::Gone)
+        let mut message = Outbound::Text(text.into());
+        loop {
+            // Listening before trying, so room made between the try and the wait is not missed.
+            let room = self.outbox.room.notified();
+            let mut room = std::pin::pin!(room);
+            room.as_mut().enable();
+            match self.outbox.push(message) {
+                Ok(()) => return Ok(()),
+                Err((QueueError::Full, back)) => {
+                    message = back;
+                    room.await;
+                }
+                Err((QueueError::Gone, _)) => return Err(QueueError::Gone),
+            }
+        }
+    }
+
+    /// The next queued message, for the connection's task; registers its waker while there is none.
+    pub(crate) fn poll_outbound(&self, cx: &mut Context<'_>) -> Poll<Outbound> {
+        self.outbox.reader.register(cx.waker());
+        let mut state = self.outbox.lock();
+        let Some(message) = state.messages.pop_front() else { return Poll::Pending };
+        let had_no_room = state.messages.len() + 1 == OUTBOUND_QUEUE;
+        if state.messages.is_empty() {
+            // Released rather than kept for the next burst: an idle connection holds no queue.
+            state.messages = VecDeque::new();
+        }
+        drop(state);
+        if had_no_room {
+            self.outbox.room.notify_waiters();
+        }
+        Poll::Ready(message)
+    }
+
+    /// The socket is gone: what is queued is dropped, and posts and waiting route responses learn it is Gone.
+    pub(crate) fn close_outbox(&self) {
+        let mut state = self.outbox.lock();
+        state.closed = true;
+        state.messages = VecDeque::new();
+        drop(state);
+        self.outbox.room.notify_waiters();
     }
 
     /// Asks the connection's task to close the socket. The first cause wins.
     pub(crate) fn request_close(&self, cause: CloseCause) {
         if self.close_cause.set(cause).is_ok() {
-            // Stores a permit when the task is not waiting right now, so the request is never missed.
-            self.close_requested.notify_one();
+            self.close_waker.wake();
         }
     }
 
-    /// Waits until a close was requested, and returns its cause.
-    pub(crate) async fn close_requested(&self) -> CloseCause {
-        loop {
-            if let Some(cause) = self.close_cause.get() {
-                return cause.clone();
+    /// Whether a close was requested.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.close_cause.get().is_some()
+    }
+
+    /// Waits until a close was requested, and returns its cause. One waiter at a time: the connection's task.
+    pub(crate) fn close_requested(&self) -> impl Future<Output = CloseCause> + '_ {
+        std::future::poll_fn(|cx| {
+            // Registered before looking, so a request made in between still wakes the task.
+            self.close_waker.register(cx.waker());
+            match self.close_cause.get() {
+                Some(cause) => Poll::Ready(cause.clone()),
+                None => Poll::Pending,
             }
-            self.close_requested.notified().await;
-        }
+        })
     }
 }
 
@@ -195,20 +276,43 @@ impl Connection {
 pub(crate) struct Registry {
     /// Looked up once per recipient of every fan-out, so it hashes with foldhash (seeded per process) rather than
     /// SipHash. The keys are ids the harness drew at random, so a client cannot choose colliding ones.
-    inner: Arc<Mutex<foldhash::HashMap<String, Arc<Connection>>>>,
+    inner: Arc<Mutex<foldhash::HashSet<ById>>>,
 }
+
+/// A registered connection, found by its own id: a map would keep a second copy of every id as its key.
+struct ById(Arc<Connection>);
+
+impl Borrow<str> for ById {
+    fn borrow(&self) -> &str {
+        self.0.id()
+    }
+}
+
+impl Hash for ById {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.id().hash(state);
+    }
+}
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id() == other.0.id()
+    }
+}
+
+impl Eq for ById {}
 
 impl Registry {
     pub(crate) fn get(&self, id: &str) -> Option<Arc<Connection>> {
-        self.lock().get(id).cloned()
+        self.lock().get(id).map(|entry| entry.0.clone())
     }
 
     pub(crate) fn insert(&self, connection: Arc<Connection>) {
-        self.lock().insert(connection.id.clone(), connection);
+        self.lock().replace(ById(connection));
     }
 
     pub(crate) fn remove(&self, id: &str) -> Option<Arc<Connection>> {
-        self.lock().remove(id)
+        self.lock().take(id).map(|entry| entry.0)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -216,7 +320,7 @@ impl Registry {
     }
 
     pub(crate) fn all(&self) -> Vec<Arc<Connection>> {
-        self.lock().values().cloned().collect()
+        self.lock().iter().map(|entry| entry.0.clone()).collect()
     }
 
     /// `DeleteConnection`: forgets the connection at once (later posts answer Gone) and closes its socket.
@@ -234,7 +338,7 @@ impl Registry {
         Ok(())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, foldhash::HashMap<String, Arc<Connection>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, foldhash::HashSet<ById>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -307,7 +411,7 @@ mod tests {
     #[tokio::test]
     async fn delete_forgets_the_connection_and_signals_a_normal_close() {
         let registry = Registry::default();
-        let (connection, _ends) = Connection::new("gbf_-C9vMQAYKEiZoA==".into(), 1, "127.0.0.1".into(), None);
+        let connection = Connection::for_tests("gbf_-C9vMQAYKEiZoA==");
         registry.insert(connection.clone());
 
         registry.delete("gbf_-C9vMQAYKEiZoA==").expect("deleted");
@@ -322,12 +426,64 @@ mod tests {
     #[tokio::test]
     async fn a_post_is_queued_and_advances_last_active() {
         let registry = Registry::default();
-        let (connection, ends) = Connection::new("gbf_-C9vMQAYKEiZoA==".into(), 1, "127.0.0.1".into(), None);
+        let connection = Connection::for_tests("gbf_-C9vMQAYKEiZoA==");
         registry.insert(connection.clone());
 
         registry.post("gbf_-C9vMQAYKEiZoA==", Outbound::Text("hi".into())).expect("queued");
 
-        assert_eq!(ends.outbound.try_recv().ok(), Some(Outbound::Text("hi".into())));
+        assert_eq!(take(&connection), Some(Outbound::Text("hi".into())));
         assert!(connection.last_active_ms() > 1);
+    }
+
+    /// What the connection's task would take next, without waiting.
+    fn take(connection: &Connection) -> Option<Outbound> {
+        match connection.poll_outbound(&mut Context::from_waker(futures::task::noop_waker_ref())) {
+            Poll::Ready(message) => Some(message),
+            Poll::Pending => None,
+        }
+    }
+
+    #[test]
+    fn the_queue_is_bounded_keeps_order_and_holds_no_memory_once_empty() {
+        let connection = Connection::for_tests("gbf_-C9vMQAYKEiZoA==");
+        for n in 0..OUTBOUND_QUEUE {
+            connection.queue(Outbound::Text(n.to_string().into())).expect("room");
+        }
+        assert_eq!(connection.queue(Outbound::Text("one too many".into())), Err(QueueError::Full));
+
+        for n in 0..OUTBOUND_QUEUE {
+            assert_eq!(take(&connection), Some(Outbound::Text(n.to_string().into())));
+        }
+        assert_eq!(take(&connection), None);
+        assert_eq!(connection.outbox.lock().messages.capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_route_response_goes_in_when_room_is_made_and_fails_when_the_socket_is_gone() {
+        let connection = Connection::for_tests("gbf_-C9vMQAYKEiZoA==");
+        for n in 0..OUTBOUND_QUEUE {
+            connection.queue(Outbound::Text(n.to_string().into())).expect("room");
+        }
+        let waiting = tokio::spawn({
+            let connection = connection.clone();
+            async move { connection.queue_waiting("the ack".into()).await }
+        });
+        // The response cannot go in until the task takes a message; it is not done before.
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        assert_eq!(take(&connection), Some(Outbound::Text("0".into())));
+        let queued = tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await;
+        assert_eq!(queued.expect("queued within 5 s").expect("no panic"), Ok(()));
+
+        let stuck = tokio::spawn({
+            let connection = connection.clone();
+            async move { connection.queue_waiting("never sent".into()).await }
+        });
+        tokio::task::yield_now().await;
+        connection.close_outbox();
+        let gone = tokio::time::timeout(std::time::Duration::from_secs(5), stuck).await;
+        assert_eq!(gone.expect("answered within 5 s").expect("no panic"), Err(QueueError::Gone));
+        assert_eq!(connection.queue(Outbound::Text("late".into())), Err(QueueError::Gone));
+        assert_eq!(take(&connection), None);
     }
 }

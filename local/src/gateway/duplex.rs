@@ -113,8 +113,7 @@ impl<T: Transport> AsyncWrite for Outlet<T> {
 /// One socket and its outbound queue.
 pub(crate) struct Duplex<T> {
     socket: Socket<T>,
-    queue: flume::r#async::RecvStream<'static, Outbound>,
-    /// Refreshes the idle timer and `lastActiveAt` as each message is taken for writing.
+    /// Whose outbound queue this duplex writes; taking a message refreshes its idle timer and `lastActiveAt`.
     connection: Arc<Connection>,
     /// What is left to write of the message taken from the queue.
     frames: Frames,
@@ -140,15 +139,8 @@ enum Writes {
 }
 
 impl<T: Transport> Duplex<T> {
-    pub(crate) fn new(socket: Socket<T>, queue: flume::Receiver<Outbound>, connection: Arc<Connection>) -> Self {
-        Self {
-            socket,
-            queue: queue.into_stream(),
-            connection,
-            frames: Frames::None,
-            close_frame: None,
-            writes: Writes::Open,
-        }
+    pub(crate) fn new(socket: Socket<T>, connection: Arc<Connection>) -> Self {
+        Self { socket, connection, frames: Frames::None, close_frame: None, writes: Writes::Open }
     }
 
     /// The next client frame, or `None` when the stream ended; writes move on while it waits. With `read` false it
@@ -220,9 +212,7 @@ impl<T: Transport> Duplex<T> {
                 }
                 continue;
             }
-            // Nothing is pending in the queue's stream once it answered `Pending`, and it cannot end while the
-            // connection holds its sender.
-            if let Poll::Ready(Some(message)) = self.queue.poll_next_unpin(cx) {
+            if let Poll::Ready(message) = self.connection.poll_outbound(cx) {
                 self.connection.touch();
                 self.frames = Frames::of(message);
                 continue;
@@ -266,6 +256,14 @@ impl<T: Transport> Duplex<T> {
         tracing::debug!(%error, "write failed");
         self.writes = Writes::Failed;
         self.frames = Frames::None;
+    }
+}
+
+/// The socket closes with the duplex, and nothing will write what is still queued: posts answer Gone from now on, and
+/// route responses waiting for room stop waiting.
+impl<T> Drop for Duplex<T> {
+    fn drop(&mut self) {
+        self.connection.close_outbox();
     }
 }
 
@@ -342,13 +340,13 @@ mod tests {
 
     /// A duplex over an in-memory pipe, with the test holding the client's side and the queue's sender.
     async fn pipe() -> (Duplex<DuplexStream>, WebSocketStream<DuplexStream>, Arc<Connection>) {
-        let (connection, ends) = Connection::new("gbf_-C9vMQAYKEiZoA==".into(), 1, "127.0.0.1".into(), None);
+        let connection = Connection::for_tests("gbf_-C9vMQAYKEiZoA==");
         let (server_io, client_io) = tokio::io::duplex(256 * 1024);
         let server =
             WebSocketStream::from_raw_socket(Outlet::new(server_io), Role::Server, Some(handshake::socket_config()))
                 .await;
         let client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
-        (Duplex::new(server, ends.outbound, connection.clone()), client, connection)
+        (Duplex::new(server, connection.clone()), client, connection)
     }
 
     #[tokio::test]
@@ -410,13 +408,13 @@ mod tests {
     async fn a_burst_larger_than_the_transport_takes_at_once_arrives_whole_and_in_order() {
         // A pipe of 1 KiB: every message below is larger, so each write is partial and the outlet must keep the
         // rest, in order, until the client reads.
-        let (connection, ends) = Connection::new("gbf_-C9vMQAYKEiZoB==".into(), 1, "127.0.0.1".into(), None);
+        let connection = Connection::for_tests("gbf_-C9vMQAYKEiZoB==");
         let (server_io, client_io) = tokio::io::duplex(1024);
         let server =
             WebSocketStream::from_raw_socket(Outlet::new(server_io), Role::Server, Some(handshake::socket_config()))
                 .await;
         let mut client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
-        let mut duplex = Duplex::new(server, ends.outbound, connection.clone());
+        let mut duplex = Duplex::new(server, connection.clone());
         let sent: Vec<String> = (0..20).map(|n| format!("{n:04}").repeat(1500)).collect();
         for text in &sent {
             connection.queue(Outbound::Text(text.clone().into())).expect("queued");

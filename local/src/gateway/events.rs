@@ -5,6 +5,8 @@
 //! the way a real AWS payload does (for example `connectedAt` and `requestTimeEpoch` have no serde default, so an
 //! event without them would fail here exactly as it would fail in Lambda). This module does no I/O.
 
+use std::sync::Arc;
+
 use aws_lambda_events::apigw::{ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayWebsocketProxyRequest};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
@@ -12,9 +14,10 @@ use serde_json::{Map, Value, json};
 /// What API Gateway knows about a connection, carried on every event of it.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionContext {
-    pub(crate) api_id: String,
-    pub(crate) stage: String,
-    pub(crate) domain_name: String,
+    /// The API's id, stage and domain: the same for every connection, so shared rather than copied into each.
+    pub(crate) api_id: Arc<str>,
+    pub(crate) stage: Arc<str>,
+    pub(crate) domain_name: Arc<str>,
     pub(crate) connection_id: String,
     pub(crate) connected_at_ms: i64,
     pub(crate) source_ip: String,
@@ -23,16 +26,62 @@ pub(crate) struct ConnectionContext {
     pub(crate) authorizer: Option<AuthorizerContext>,
 }
 
+#[cfg(test)]
+impl ConnectionContext {
+    /// A connection of the local stage, without an authorizer context.
+    pub(crate) fn for_tests(connection_id: &str) -> Self {
+        Self {
+            api_id: "bellhoploc".into(),
+            stage: "local".into(),
+            domain_name: "127.0.0.1:3001".into(),
+            connection_id: connection_id.into(),
+            connected_at_ms: 1,
+            source_ip: "127.0.0.1".into(),
+            user_agent: None,
+            authorizer: None,
+        }
+    }
+}
+
 /// The authorizer's answer as API Gateway attaches it to every event of the connection: `principalId` and each
-/// context value as a string, by key. Kept as pairs rather than as a JSON map because every open connection holds
-/// one: a map's first node alone is about 600 bytes, which the pairs do not need.
+/// context value as a string, by key. Every open connection holds one, so it is packed: all keys and values in one
+/// string, with where each ends. A JSON map's first node alone is about 600 bytes, and a string per key and per
+/// value about a dozen small allocations per connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct AuthorizerContext(Box<[(Box<str>, Box<str>)]>);
+pub(crate) struct AuthorizerContext {
+    text: Box<str>,
+    /// For each pair in order: where its key ends and where its value ends, in `text`.
+    ends: Box<[(u32, u32)]>,
+}
 
 impl AuthorizerContext {
+    /// Packs the pairs. `None` when they do not fit `u32` offsets, which no authorizer result that API Gateway
+    /// accepts comes near.
+    fn pack<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<Self> {
+        let mut text = String::new();
+        let mut ends = Vec::new();
+        for (key, value) in pairs {
+            text.push_str(key);
+            let key_end = u32::try_from(text.len()).ok()?;
+            text.push_str(value);
+            ends.push((key_end, u32::try_from(text.len()).ok()?));
+        }
+        Some(Self { text: text.into(), ends: ends.into() })
+    }
+
+    fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(key_end, value_end)| {
+            let (key_end, value_end) = (key_end as usize, value_end as usize);
+            let pair = (&self.text[start..key_end], &self.text[key_end..value_end]);
+            start = value_end;
+            pair
+        })
+    }
+
     /// The JSON object an event carries as `requestContext.authorizer`.
     fn to_map(&self) -> Map<String, Value> {
-        self.0.iter().map(|(key, value)| (key.to_string(), Value::String(value.to_string()))).collect()
+        self.pairs().map(|(key, value)| (key.to_owned(), Value::String(value.to_owned()))).collect()
     }
 }
 
@@ -135,7 +184,7 @@ pub(crate) fn disconnect_event(
 ) -> Result<(Value, ApiGatewayWebsocketProxyRequest), EventShapeError> {
     let mut event = Map::new();
     let headers = vec![
-        ("Host".to_owned(), ctx.domain_name.clone()),
+        ("Host".to_owned(), ctx.domain_name.to_string()),
         ("x-api-key".to_owned(), String::new()),
         ("X-Forwarded-For".to_owned(), String::new()),
         ("x-restapi".to_owned(), String::new()),
@@ -152,10 +201,10 @@ pub(crate) fn disconnect_event(
 /// Flattens an authorizer answer the way API Gateway does before attaching it to events: `principalId` plus every
 /// context value turned into a string (`7` → `"7"`, `true` → `"true"`). Objects and arrays are not allowed by AWS;
 /// they are dropped rather than passed on in a shape AWS would never produce.
-pub(crate) fn stringify_authorizer_context(principal_id: Option<&str>, context: &Value) -> AuthorizerContext {
-    let mut fields: std::collections::BTreeMap<Box<str>, Box<str>> = std::collections::BTreeMap::new();
+pub(crate) fn stringify_authorizer_context(principal_id: Option<&str>, context: &Value) -> Option<AuthorizerContext> {
+    let mut fields: std::collections::BTreeMap<&str, std::borrow::Cow<'_, str>> = std::collections::BTreeMap::new();
     if let Some(principal) = principal_id {
-        fields.insert("principalId".into(), principal.into());
+        fields.insert("principalId", principal.into());
     }
     if let Value::Object(context) = context {
         for (key, value) in context {
@@ -165,10 +214,10 @@ pub(crate) fn stringify_authorizer_context(principal_id: Option<&str>, context: 
                 Value::Bool(b) => b.to_string().into(),
                 Value::Null | Value::Array(_) | Value::Object(_) => continue,
             };
-            fields.insert(key.as_str().into(), text);
+            fields.insert(key.as_str(), text);
         }
     }
-    AuthorizerContext(fields.into_iter().collect())
+    AuthorizerContext::pack(fields.iter().map(|(key, value)| (*key, value.as_ref())))
 }
 
 /// The text of a Lambda proxy response body; `None` when there is no body to send.
@@ -211,14 +260,14 @@ fn common_context(ctx: &ConnectionContext, route_key: &str, event_type: &str, in
     context.insert("extendedRequestId".into(), json!(inv.request_id));
     context.insert("requestTime".into(), json!(clf_time(inv.time_ms)));
     context.insert("messageDirection".into(), json!("IN"));
-    context.insert("stage".into(), json!(ctx.stage));
+    context.insert("stage".into(), json!(&*ctx.stage));
     context.insert("connectedAt".into(), json!(ctx.connected_at_ms));
     context.insert("requestTimeEpoch".into(), json!(inv.time_ms.max(ctx.connected_at_ms)));
     context.insert("identity".into(), Value::Object(identity));
     context.insert("requestId".into(), json!(inv.request_id));
-    context.insert("domainName".into(), json!(ctx.domain_name));
+    context.insert("domainName".into(), json!(&*ctx.domain_name));
     context.insert("connectionId".into(), json!(ctx.connection_id));
-    context.insert("apiId".into(), json!(ctx.api_id));
+    context.insert("apiId".into(), json!(&*ctx.api_id));
     context
 }
 
@@ -321,14 +370,15 @@ mod tests {
     }
 
     fn authorizer() -> AuthorizerContext {
-        stringify_authorizer_context(Some("u1"), &json!({"n": 7, "b": true, "f": false, "s": "", "o": {"x": 1}}))
+        let context = json!({"n": 7, "b": true, "f": false, "s": "", "o": {"x": 1}, "name": "Zoë 🐕"});
+        stringify_authorizer_context(Some("u1"), &context).expect("packed")
     }
 
     #[test]
     fn authorizer_context_values_are_stringified_with_the_principal() {
         assert_eq!(
             Value::Object(authorizer().to_map()),
-            json!({"principalId": "u1", "n": "7", "b": "true", "f": "false", "s": ""})
+            json!({"principalId": "u1", "n": "7", "b": "true", "f": "false", "s": "", "name": "Zoë 🐕"})
         );
     }
 
@@ -394,12 +444,12 @@ mod tests {
         let (message, _) = message_event(&ctx, "$default", "m1", "{}", &inv(1)).expect("shape");
         assert_eq!(
             message["requestContext"]["authorizer"],
-            json!({"principalId": "u1", "n": "7", "b": "true", "f": "false", "s": ""})
+            json!({"principalId": "u1", "n": "7", "b": "true", "f": "false", "s": "", "name": "Zoë 🐕"})
         );
         let (disconnect, _) = disconnect_event(&ctx, 1000, "bye", &inv(2)).expect("shape");
         assert_eq!(
             disconnect["requestContext"]["authorizer"],
-            json!({"principalId": "u1", "n": "7", "b": "true", "f": "false", "s": ""})
+            json!({"principalId": "u1", "n": "7", "b": "true", "f": "false", "s": "", "name": "Zoë 🐕"})
         );
     }
 

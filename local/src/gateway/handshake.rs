@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tracing::Instrument;
 
 use super::Gateway;
-use super::connections::{Connection, new_connection_id, new_request_id};
+use super::connections::{CloseCause, Connection, new_connection_id, new_request_id};
 use super::duplex::Outlet;
 use super::events::{self, ConnectionContext, HandshakeRequest, Invocation};
 use super::session;
@@ -101,7 +101,7 @@ pub(crate) async fn upgrade(
         trace_id: trace_id(connected_at_ms),
     };
     let mut ctx = ConnectionContext {
-        api_id: super::API_ID.to_owned(),
+        api_id: gateway.api_id.clone(),
         stage: gateway.stage.clone(),
         domain_name: gateway.domain_name.clone(),
         connection_id: connection_id.clone(),
@@ -152,10 +152,18 @@ pub(crate) async fn upgrade(
                 return gateway_refusal(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error", &ctx, &request_id);
             }
             Ok(Ok(answer)) => match policy_allows(&answer, &gateway, &ctx) {
-                true => {
-                    ctx.authorizer =
-                        Some(events::stringify_authorizer_context(answer.principal_id.as_deref(), &answer.context))
-                }
+                true => match events::stringify_authorizer_context(answer.principal_id.as_deref(), &answer.context) {
+                    Some(context) => ctx.authorizer = Some(context),
+                    None => {
+                        tracing::error!("handshake refused: the authorizer context does not fit");
+                        return gateway_refusal(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "Internal server error",
+                            &ctx,
+                            &request_id,
+                        );
+                    }
+                },
                 false => {
                     tracing::info!("handshake refused: authorizer denied");
                     return gateway_refusal(StatusCode::FORBIDDEN, "Forbidden", &ctx, &request_id);
@@ -212,12 +220,15 @@ pub(crate) async fn upgrade(
         }
 
         // Registered before the 101 goes out: once the client sees 101, posts to it must succeed.
-        let (connection, ends) =
-            Connection::new(connection_id.clone(), connected_at_ms, ctx.source_ip.clone(), ctx.user_agent.clone());
+        let connection = Connection::new(Arc::new(ctx));
         gateway.registry.insert(connection.clone());
+        if *gateway.shutdown.borrow() {
+            // Shutdown began after this handshake did: `expiry` has asked the connections it saw to close, and this
+            // one was not among them.
+            connection.request_close(CloseCause::shutdown());
+        }
         let guard = gateway.session_guard();
         let session_gateway = gateway.clone();
-        let session_ctx = ctx;
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
@@ -229,12 +240,12 @@ pub(crate) async fn upgrade(
                     .await;
                     // The session is a task of its own, so that the connection's lifetime is spent holding only
                     // the session's state, not this task's too (the upgrade, and room for the moved context).
-                    tokio::spawn(session::run(session_gateway, connection, ends, socket, session_ctx, guard));
+                    tokio::spawn(session::run(session_gateway, connection, socket, guard));
                 }
                 Err(error) => {
                     let _guard = guard;
-                    tracing::warn!(%error, connection_id = %session_ctx.connection_id, "upgrade failed after $connect");
-                    session::abandon(&session_gateway, &session_ctx).await;
+                    tracing::warn!(%error, connection_id = %connection.id(), "upgrade failed after $connect");
+                    session::abandon(&session_gateway, &connection.context).await;
                 }
             }
         });

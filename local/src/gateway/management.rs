@@ -88,12 +88,12 @@ pub(crate) async fn get_connection(State(gateway): State<Arc<Gateway>>, request:
         return queue_error(QueueError::Gone);
     };
     let mut identity = serde_json::Map::new();
-    identity.insert("sourceIp".into(), json!(connection.source_ip));
-    if let Some(agent) = &connection.user_agent {
+    identity.insert("sourceIp".into(), json!(connection.context.source_ip));
+    if let Some(agent) = &connection.context.user_agent {
         identity.insert("userAgent".into(), json!(agent));
     }
     let body = json!({
-        "connectedAt": rfc3339_ms(connection.connected_at_ms),
+        "connectedAt": rfc3339_ms(connection.context.connected_at_ms),
         "identity": identity,
         "lastActiveAt": rfc3339_ms(connection.last_active_ms()),
     });

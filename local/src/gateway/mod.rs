@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 pub(crate) mod connections;
 mod duplex;
 pub(crate) mod events;
+pub(crate) mod expiry;
 pub(crate) mod handshake;
 pub(crate) mod management;
 pub(crate) mod routes;
@@ -48,14 +49,17 @@ pub(crate) struct Gateway {
     pub(crate) deps: Arc<Deps>,
     pub(crate) registry: Registry,
     pub(crate) settings: EmulationSettings,
-    pub(crate) stage: String,
-    pub(crate) domain_name: String,
+    /// The API's id, stage and domain, shared by every connection's context.
+    pub(crate) api_id: Arc<str>,
+    pub(crate) stage: Arc<str>,
+    pub(crate) domain_name: Arc<str>,
     pub(crate) port: u16,
     pub(crate) throttles: Option<throttle::RouteThrottles>,
     /// Milliseconds added before every `@connections` answer, to measure fan-out against a management API with a
     /// realistic latency. Adjustable while running.
     pub(crate) management_delay_ms: std::sync::atomic::AtomicU64,
-    /// Flips to true when the harness shuts down; every session then closes with 1001 and runs `$disconnect`.
+    /// Flips to true when the harness shuts down; every connection is then asked to close with 1001 (`expiry`), and
+    /// its session runs `$disconnect`.
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Each session holds a clone; shutdown waits until all are dropped, i.e. every `$disconnect` has run.
     sessions: Mutex<Option<mpsc::Sender<()>>>,
@@ -75,10 +79,11 @@ impl Gateway {
             management_delay_ms: u64::try_from(management_delay.as_millis()).unwrap_or(u64::MAX).into(),
             deps,
             registry,
-            stage: settings.stage.clone(),
+            api_id: API_ID.into(),
+            stage: settings.stage.as_str().into(),
             throttles: settings.throttling.map(throttle::RouteThrottles::new),
             settings,
-            domain_name: format!("127.0.0.1:{port}"),
+            domain_name: format!("127.0.0.1:{port}").into(),
             port,
             shutdown,
             sessions: Mutex::new(Some(sessions)),

@@ -22,14 +22,14 @@ use shared::gateway::{MAX_MESSAGE_BYTES, PING_ROUTE_KEY, PING_ROUTE_RESPONSE};
 use shared::handlers::{disconnect, message};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use super::Gateway;
-use super::connections::{CloseCause, Connection, ConnectionEnds, new_message_id, new_request_id};
+use super::connections::{CloseCause, Connection, new_message_id, new_request_id};
 use super::duplex::{Duplex, Socket, Transport};
 use super::events::{self, ConnectionContext, Invocation};
 use super::routes::{DEFAULT_ROUTE, select_route};
@@ -53,29 +53,21 @@ struct Ended {
 pub(crate) fn run<T: Transport>(
     gateway: Arc<Gateway>,
     connection: Arc<Connection>,
-    ends: ConnectionEnds,
     socket: Socket<T>,
-    ctx: ConnectionContext,
     // Held until `$disconnect` has run, so a graceful shutdown waits for it.
     shutdown_guard: Option<mpsc::Sender<()>>,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let ConnectionEnds { outbound } = ends;
-    let mut socket = Duplex::new(socket, outbound, connection.clone());
-    // Shared by every invocation instead of copied into each: the authorizer context can be sizeable.
-    let ctx = Arc::new(ctx);
+    let mut socket = Duplex::new(socket, connection.clone());
     let mut invocations = Invocations::new(gateway.settings.strict_order);
-    let mut shutdown = gateway.shutdown.clone();
-    let lifetime_deadline = Instant::now() + gateway.settings.max_lifetime;
     async move {
         let ended = loop {
-            let idle_deadline = connection.last_data() + gateway.settings.idle_timeout;
             tokio::select! {
                 frame = socket.next(invocations.has_room()) => match frame {
                     Some(Ok(Message::Text(text))) => {
                         connection.touch();
                         // Boxed, like the other rare or late steps below, so that the session task, which every idle
                         // connection keeps, is not sized for them.
-                        invocations.start(Box::pin(invoke(gateway.clone(), connection.clone(), ctx.clone(), text)));
+                        invocations.start(Box::pin(invoke(gateway.clone(), connection.clone(), text)));
                     }
                     Some(Err(WsError::Utf8(error))) => {
                         // A text message that is not UTF-8 never reaches Lambda: the connection fails with 1007, as
@@ -115,36 +107,20 @@ pub(crate) fn run<T: Transport>(
                 },
                 // Reaps finished invocations, so the set holds only the running ones.
                 Some(done) = invocations.running.join_next(), if !invocations.running.is_empty() => report_panic(done),
-                // One timer for both limits, so an idle connection does not keep two.
-                _ = sleep_until(idle_deadline.min(lifetime_deadline)) => {
-                    let now = Instant::now();
-                    if lifetime_deadline <= now {
-                        tracing::info!("maximum connection duration reached");
-                        break server_close(&mut socket, CloseCause::going_away(), true).await;
-                    }
-                    if connection.last_data() + gateway.settings.idle_timeout <= now {
-                        tracing::info!("idle timeout");
-                        break server_close(&mut socket, CloseCause::going_away(), true).await;
-                    }
-                }
+                // Idle timeout, maximum duration, shutdown (`expiry`), `DeleteConnection`.
                 cause = connection.close_requested() => break server_close(&mut socket, cause, true).await,
-                Ok(()) = shutdown.changed() => {
-                    if *shutdown.borrow() {
-                        break server_close(&mut socket, CloseCause::shutdown(), true).await;
-                    }
-                }
             }
         };
 
         // Gone for the management API from now on, before `$disconnect` runs, as in AWS.
-        gateway.registry.remove(&connection.id);
+        gateway.registry.remove(connection.id());
         // The socket closes here. With it goes the outbound queue, so an invocation still waiting for room in it learns
         // that the connection is gone instead of waiting for a writer that no longer runs.
         drop(socket);
         // Messages already received still run before `$disconnect`, so a late handler cannot re-create state the
         // disconnect just removed.
         Box::pin(invocations.finish()).await;
-        Box::pin(run_disconnect(&gateway, &ctx, ended.code, &ended.reason)).await;
+        Box::pin(run_disconnect(&gateway, &connection.context, ended.code, &ended.reason)).await;
         drop(shutdown_guard);
     }
 }
@@ -264,14 +240,15 @@ fn report_panic(done: Result<(), tokio::task::JoinError>) {
 
 /// One MESSAGE: route selection, the route's throttling, then its integration (the `$default` function under the
 /// integration timeout, or the `ping` route's mock) and its route response.
-async fn invoke(gateway: Arc<Gateway>, connection: Arc<Connection>, ctx: Arc<ConnectionContext>, body: Utf8Bytes) {
+async fn invoke(gateway: Arc<Gateway>, connection: Arc<Connection>, body: Utf8Bytes) {
+    let ctx = &connection.context;
     let invocation = Invocation { request_id: new_request_id(), time_ms: chrono::Utc::now().timestamp_millis() };
     let route_key = select_route(&body, &ROUTES);
     if let Some(throttles) = &gateway.throttles
         && !throttles.message_route(route_key).try_take()
     {
         tracing::warn!(connection_id = %ctx.connection_id, route_key, "message throttled by the stage's route limits");
-        let _ = connection.queue_waiting(gateway_error("Too Many Requests", &ctx, &invocation)).await;
+        let _ = connection.queue_waiting(gateway_error("Too Many Requests", ctx, &invocation)).await;
         return;
     }
     if route_key == PING_ROUTE_KEY {
@@ -281,7 +258,7 @@ async fn invoke(gateway: Arc<Gateway>, connection: Arc<Connection>, ctx: Arc<Con
         return;
     }
     let message_id = new_message_id();
-    let reply = match events::message_event(&ctx, route_key, &message_id, &body, &invocation) {
+    let reply = match events::message_event(ctx, route_key, &message_id, &body, &invocation) {
         Ok((_, event)) => {
             let deps = gateway.deps.clone();
             let call = tokio::spawn(async move { message::handle(&deps, event).await });
@@ -290,24 +267,24 @@ async fn invoke(gateway: Arc<Gateway>, connection: Arc<Connection>, ctx: Arc<Con
                 Ok(Ok(Ok(response))) => events::body_text(response.body),
                 Ok(Ok(Err(error))) => {
                     tracing::error!(%error, "$default failed");
-                    Some(gateway_error("Internal server error", &ctx, &invocation))
+                    Some(gateway_error("Internal server error", ctx, &invocation))
                 }
                 Ok(Err(join)) => {
                     tracing::error!(error = %join, "$default panicked");
-                    Some(gateway_error("Internal server error", &ctx, &invocation))
+                    Some(gateway_error("Internal server error", ctx, &invocation))
                 }
                 Err(_) => {
                     tracing::error!(connection_id = %ctx.connection_id, "$default exceeded the integration timeout");
-                    Some(gateway_error("Endpoint request timed out", &ctx, &invocation))
+                    Some(gateway_error("Endpoint request timed out", ctx, &invocation))
                 }
             }
         }
         Err(error) => {
             tracing::error!(%error, "message event has the wrong shape");
-            Some(gateway_error("Internal server error", &ctx, &invocation))
+            Some(gateway_error("Internal server error", ctx, &invocation))
         }
     };
-    let reply = reply.map(|reply| within_message_limit(reply, &ctx, &invocation));
+    let reply = reply.map(|reply| within_message_limit(reply, ctx, &invocation));
     if let Some(reply) = reply {
         let _ = connection.queue_waiting(reply).await;
     }
@@ -439,19 +416,9 @@ mod tests {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (sessions, _) = tokio::sync::mpsc::channel(1);
         let gateway = Arc::new(Gateway::new(deps, registry, settings, 3001, shutdown_rx, sessions, Duration::ZERO));
-        let id = super::super::connections::new_connection_id();
-        let (connection, ends) = Connection::new(id.clone(), 1, "127.0.0.1".into(), None);
+        tokio::spawn(crate::gateway::expiry::run(gateway.clone()));
+        let connection = Connection::for_tests(&super::super::connections::new_connection_id());
         gateway.registry.insert(connection.clone());
-        let ctx = ConnectionContext {
-            api_id: "bellhoploc".into(),
-            stage: "local".into(),
-            domain_name: "127.0.0.1:3001".into(),
-            connection_id: id,
-            connected_at_ms: 1,
-            source_ip: "127.0.0.1".into(),
-            user_agent: None,
-            authorizer: Default::default(),
-        };
         let (server_io, client_io) = tokio::io::duplex(256 * 1024);
         let server = WebSocketStream::from_raw_socket(
             crate::gateway::duplex::Outlet::new(server_io),
@@ -460,7 +427,7 @@ mod tests {
         )
         .await;
         let client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
-        let session = tokio::spawn(run(gateway, connection, ends, server, ctx, None));
+        let session = tokio::spawn(run(gateway, connection, server, None));
         Pipe { client, session, _shutdown: shutdown }
     }
 
