@@ -320,7 +320,12 @@ impl Registry {
     }
 
     pub(crate) fn all(&self) -> Vec<Arc<Connection>> {
-        self.lock().iter().map(|entry| entry.0.clone()).collect()
+        self.matching(|_| true)
+    }
+
+    /// The connections `predicate` picks, without a copy of the others.
+    pub(crate) fn matching(&self, predicate: impl Fn(&Connection) -> bool) -> Vec<Arc<Connection>> {
+        self.lock().iter().filter(|entry| predicate(&entry.0)).map(|entry| entry.0.clone()).collect()
     }
 
     /// `DeleteConnection`: forgets the connection at once (later posts answer Gone) and closes its socket.

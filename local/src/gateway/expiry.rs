@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::Gateway;
-use super::connections::CloseCause;
+use super::connections::{CloseCause, Connection};
 
 const LONGEST_TICK: Duration = Duration::from_secs(1);
 const SHORTEST_TICK: Duration = Duration::from_millis(10);
@@ -39,14 +39,16 @@ pub(crate) async fn run(gateway: Arc<Gateway>) {
 /// Asks each connection past its idle timeout or its maximum duration to close.
 fn close_expired(gateway: &Gateway, now: Instant) {
     let settings = &gateway.settings;
-    for connection in gateway.registry.all() {
-        if connection.is_closing() {
-            continue;
-        }
-        if connection.opened + settings.max_lifetime <= now {
+    let lived_too_long = |connection: &Connection| connection.opened + settings.max_lifetime <= now;
+    let idle_too_long = |connection: &Connection| connection.last_data() + settings.idle_timeout <= now;
+    let expired = gateway
+        .registry
+        .matching(|connection| !connection.is_closing() && (lived_too_long(connection) || idle_too_long(connection)));
+    for connection in expired {
+        if lived_too_long(&connection) {
             tracing::info!(connection_id = %connection.id(), "maximum connection duration reached");
             connection.request_close(CloseCause::going_away());
-        } else if connection.last_data() + settings.idle_timeout <= now {
+        } else {
             tracing::info!(connection_id = %connection.id(), "idle timeout");
             connection.request_close(CloseCause::going_away());
         }
