@@ -51,28 +51,25 @@ impl ConnectionContext {
 pub(crate) struct AuthorizerContext {
     text: Box<str>,
     /// For each pair in order: where its key ends and where its value ends, in `text`.
-    ends: Box<[(u32, u32)]>,
+    ends: Box<[(usize, usize)]>,
 }
 
 impl AuthorizerContext {
-    /// Packs the pairs. `None` when they do not fit `u32` offsets, which no authorizer result that API Gateway
-    /// accepts comes near.
-    fn pack<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<Self> {
+    fn pack<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let mut text = String::new();
         let mut ends = Vec::new();
         for (key, value) in pairs {
             text.push_str(key);
-            let key_end = u32::try_from(text.len()).ok()?;
+            let key_end = text.len();
             text.push_str(value);
-            ends.push((key_end, u32::try_from(text.len()).ok()?));
+            ends.push((key_end, text.len()));
         }
-        Some(Self { text: text.into(), ends: ends.into() })
+        Self { text: text.into(), ends: ends.into() }
     }
 
     fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
         let mut start = 0;
         self.ends.iter().map(move |&(key_end, value_end)| {
-            let (key_end, value_end) = (key_end as usize, value_end as usize);
             let pair = (&self.text[start..key_end], &self.text[key_end..value_end]);
             start = value_end;
             pair
@@ -201,7 +198,7 @@ pub(crate) fn disconnect_event(
 /// Flattens an authorizer answer the way API Gateway does before attaching it to events: `principalId` plus every
 /// context value turned into a string (`7` → `"7"`, `true` → `"true"`). Objects and arrays are not allowed by AWS;
 /// they are dropped rather than passed on in a shape AWS would never produce.
-pub(crate) fn stringify_authorizer_context(principal_id: Option<&str>, context: &Value) -> Option<AuthorizerContext> {
+pub(crate) fn stringify_authorizer_context(principal_id: Option<&str>, context: &Value) -> AuthorizerContext {
     let mut fields: std::collections::BTreeMap<&str, std::borrow::Cow<'_, str>> = std::collections::BTreeMap::new();
     if let Some(principal) = principal_id {
         fields.insert("principalId", principal.into());
@@ -371,7 +368,7 @@ mod tests {
 
     fn authorizer() -> AuthorizerContext {
         let context = json!({"n": 7, "b": true, "f": false, "s": "", "o": {"x": 1}, "name": "Zoë 🐕"});
-        stringify_authorizer_context(Some("u1"), &context).expect("packed")
+        stringify_authorizer_context(Some("u1"), &context)
     }
 
     #[test]

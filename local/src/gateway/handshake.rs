@@ -152,18 +152,10 @@ pub(crate) async fn upgrade(
                 return gateway_refusal(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error", &ctx, &request_id);
             }
             Ok(Ok(answer)) => match policy_allows(&answer, &gateway, &ctx) {
-                true => match events::stringify_authorizer_context(answer.principal_id.as_deref(), &answer.context) {
-                    Some(context) => ctx.authorizer = Some(context),
-                    None => {
-                        tracing::error!("handshake refused: the authorizer context does not fit");
-                        return gateway_refusal(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "Internal server error",
-                            &ctx,
-                            &request_id,
-                        );
-                    }
-                },
+                true => {
+                    ctx.authorizer =
+                        Some(events::stringify_authorizer_context(answer.principal_id.as_deref(), &answer.context))
+                }
                 false => {
                     tracing::info!("handshake refused: authorizer denied");
                     return gateway_refusal(StatusCode::FORBIDDEN, "Forbidden", &ctx, &request_id);
