@@ -128,8 +128,10 @@ pub async fn conversations(
         };
         let watermark = deps.store.read_watermark(user, &room).await?;
         let unread = deps.store.count_unread(&room, watermark, user).await?;
+        // Events of one millisecond are ordered by their ids, time-ordered UUIDs (v7) that the process generating
+        // them keeps increasing within a millisecond: a fast store writes several rooms' messages in one.
         conversations.push((
-            last.created_at,
+            (last.created_at, last.id.clone()),
             Conversation {
                 room: room.to_string(),
                 last_event: history_entry(&last),
@@ -138,7 +140,8 @@ pub async fn conversations(
             },
         ));
     }
-    conversations.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+    // Newest activity first.
+    conversations.sort_by(|(a, _), (b, _)| b.cmp(a));
     let conversations = conversations.into_iter().map(|(_, c)| c).collect();
     Ok(Json(Conversations { conversations, next_cursor: page.next }))
 }
